@@ -1,0 +1,32 @@
+"""Invertible blocks as pure functions of (params, x), and their composition ``Flow``."""
+
+from lipflow.blocks.base import Block, Params
+from lipflow.blocks.conditioners import ACTIVATIONS, MLP, Constant
+from lipflow.blocks.coupling import AdditiveCoupling, AffineCoupling
+from lipflow.blocks.flow import Flow
+from lipflow.blocks.linear import ActNorm, InvertibleLinear, Permutation, Reverse
+from lipflow.blocks.residual import FixedPointInfo, Residual
+from lipflow.blocks.scales import Bounded, Exp, Identity, Scale, Sigmoid, SoftClamp
+
+__all__ = [
+    "Block",
+    "Params",
+    "ACTIVATIONS",
+    "MLP",
+    "Constant",
+    "AdditiveCoupling",
+    "AffineCoupling",
+    "Residual",
+    "FixedPointInfo",
+    "Permutation",
+    "Reverse",
+    "InvertibleLinear",
+    "ActNorm",
+    "Flow",
+    "Scale",
+    "Sigmoid",
+    "Bounded",
+    "Exp",
+    "SoftClamp",
+    "Identity",
+]

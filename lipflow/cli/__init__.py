@@ -1,0 +1,1 @@
+"""The ``lipflow`` command line."""

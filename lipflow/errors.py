@@ -1,0 +1,21 @@
+"""Exceptions and warnings raised by lipflow.
+
+Every error raised for a user's mistake is a :class:`LipflowError` (a ``ValueError``), whose
+message names what is wrong and how to fix it. The CLI prints these without a traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = ["LipflowError", "NonConvergenceWarning", "NonConvergenceError"]
+
+
+class LipflowError(ValueError):
+    """A user-facing error: bad input, bad configuration or an impossible request."""
+
+
+class NonConvergenceWarning(RuntimeWarning):
+    """An iterative inverse stopped at ``max_iter`` before reaching its tolerance."""
+
+
+class NonConvergenceError(ArithmeticError):
+    """An iterative inverse did not converge and the caller asked for an exception."""

@@ -1,0 +1,245 @@
+"""The paper's Figure 1 toy (Section 2): one coupling block stacked to depth L.
+
+The block copies x1 and maps x2 -> x2 + t (additive) or x2 * g + t (affine) with the constants
+t(x1) = 0.123456789 and g(s(x1)) = 0.1, no permutation between blocks, input (1, 1). The
+affine inverse divides by 0.1 per layer, so its reconstruction error grows ~10x per layer; the
+exact Jacobian is diag(1, 0.1^L) (affine) or the identity (additive).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as onp
+
+from lipflow.analysis.jacobian import jacobian, singular_values
+from lipflow.blocks import AdditiveCoupling, AffineCoupling, Block, Constant, Flow
+from lipflow.errors import LipflowError
+from lipflow.io import atomic_savefig, atomic_write_text
+from lipflow.precision import PRECISION_NAMES, Precision, precision
+
+__all__ = [
+    "DESCRIPTION",
+    "COLUMNS",
+    "SHIFT",
+    "SCALE",
+    "toy_block",
+    "Fig1Row",
+    "run_fig1",
+    "reference_precision_for",
+    "rows_to_csv",
+    "plot_fig1",
+    "add_arguments",
+    "run",
+]
+
+DESCRIPTION = "Figure 1: reconstruction error and Jacobian spectrum of a stacked toy coupling block"
+COLUMNS = ("block", "precision", "depth", "recon_error", "sigma_min", "sigma_max", "cond")
+SHIFT = 0.123456789
+SCALE = 0.1
+INPUT = (1.0, 1.0)
+BLOCK_KINDS = ("additive", "affine")
+DEFAULT_PRECISIONS = ("float16", "float32", "float64")
+
+
+def toy_block(kind: str) -> Block:
+    """The Figure 1 block: t(x1) = 0.123456789 and, for affine, g(s(x1)) = 0.1."""
+    if kind == "additive":
+        return AdditiveCoupling(2, conditioning=(0,), t=Constant(SHIFT))
+    if kind == "affine":
+        return AffineCoupling(2, conditioning=(0,), t=Constant(SHIFT), s=Constant(SCALE), scale="identity")
+    raise LipflowError(f"Figure 1 block kind must be one of {BLOCK_KINDS}, got {kind!r}")
+
+
+@dataclass(frozen=True)
+class Fig1Row:
+    block: str
+    precision: str
+    depth: int
+    recon_error: float
+    sigma_min: float
+    sigma_max: float
+    cond: float
+
+
+def reference_precision_for(max_depth: int) -> Precision:
+    """An mpmath precision whose own round-trip error stays far below 1 at ``max_depth``.
+
+    The affine inverse amplifies rounding by 10 per layer, so the reference needs about
+    ``max_depth`` decimal digits plus 40 to keep its reconstruction error below 1e-40.
+    """
+    return precision(f"mp{max(50, max_depth + 40)}")
+
+
+def _reconstruction_errors(block: Block, params: Any, ctx: Precision, max_depth: int) -> list[float]:
+    """||x - F_L^-1(F_L(x))||_2 for L = 1..max_depth, every step at precision ``ctx``."""
+    x = ctx.cast(onp.asarray([INPUT]))
+    exact = onp.asarray(INPUT)
+    errors = []
+    forward = x
+    for depth in range(1, max_depth + 1):
+        forward = block._forward(params, forward, ctx)
+        back = forward
+        for _ in range(depth):
+            back = block._inverse(params, back, ctx)
+        errors.append(_distance(ctx, back, x, exact))
+    return errors
+
+
+def _distance(ctx: Precision, computed: Any, x: Any, exact: onp.ndarray) -> float:
+    if ctx.is_arbitrary:
+        difference = ctx.to_float64(computed - x)[0]
+    else:
+        difference = ctx.to_float64(computed)[0] - exact  # exact: both are representable
+    with onp.errstate(invalid="ignore", over="ignore"):
+        return float(onp.sqrt(onp.sum(difference * difference)))
+
+
+def _spectra(block: Block, params: Any, ctx: Precision, max_depth: int) -> list[tuple[float, float]]:
+    """(sigma_min, sigma_max) of the exact Jacobian of F_L, L = 1..max_depth, at ``ctx``.
+
+    Chain rule through the forward trace: J_L = J_block(x_{L-1}) J_{L-1}.
+    """
+    x = ctx.cast(onp.asarray([INPUT]))
+    product = ctx.cast(onp.eye(2))
+    result = []
+    for _ in range(max_depth):
+        layer = jacobian(block, params, x, ctx=ctx)[0]
+        product = ctx.dot(layer, product)
+        values, _ = singular_values(product[None], ctx)
+        result.append((float(values[0, -1]), float(values[0, 0])))
+        x = block._forward(params, x, ctx)
+    return result
+
+
+def run_fig1(
+    max_depth: int = 100,
+    precisions: Sequence[str] = DEFAULT_PRECISIONS,
+    kinds: Iterable[str] = BLOCK_KINDS,
+) -> list[Fig1Row]:
+    """All rows of ``fig1.csv``: every kind x (precisions + mp reference) x depth 1..max_depth."""
+    if not isinstance(max_depth, int) or max_depth < 1:
+        raise LipflowError(f"max_depth must be a positive integer, got {max_depth!r}")
+    contexts = [precision(name) for name in precisions]
+    reference = reference_precision_for(max_depth)
+    if reference.name not in [c.name for c in contexts]:
+        contexts.append(reference)
+    rows = []
+    with onp.errstate(all="ignore"):
+        for kind in kinds:
+            block = toy_block(kind)
+            params = block.init(0)
+            spectra = _spectra(block, reference.cast(params), reference, max_depth)
+            for ctx in contexts:
+                errors = _reconstruction_errors(block, ctx.cast(params), ctx, max_depth)
+                for depth, (error, (low, high)) in enumerate(zip(errors, spectra, strict=True), start=1):
+                    cond = high / low if low > 0 else math.inf
+                    rows.append(Fig1Row(kind, ctx.name, depth, error, low, high, cond))
+    return rows
+
+
+def rows_to_csv(rows: Sequence[Fig1Row]) -> str:
+    """CSV text with :data:`COLUMNS`; ``inf``/``nan`` written as such, floats as repr."""
+    lines = [",".join(COLUMNS)]
+    for row in rows:
+        lines.append(
+            ",".join([row.block, row.precision, str(row.depth)] + [repr(float(getattr(row, c))) for c in COLUMNS[3:]])
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_fig1(rows: Sequence[Fig1Row]) -> Any:
+    """The paper's four panels (log scale): reconstruction error, sigma_min, sigma_max, cond."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 4, figsize=(17, 4.2), constrained_layout=True)
+    styles = {"additive": "-", "affine": "--"}
+    names = list(dict.fromkeys(row.precision for row in rows))
+    colours = {name: f"C{i}" for i, name in enumerate(names)}
+    floor = 1e-300
+    for kind in dict.fromkeys(row.block for row in rows):
+        for name in names:
+            selected = [r for r in rows if r.block == kind and r.precision == name]
+            depth = onp.array([r.depth for r in selected])
+            error = onp.array([r.recon_error for r in selected])
+            finite = onp.isfinite(error)
+            shown = onp.where(error > 0, error, onp.nan)
+            axes[0].plot(depth, shown, styles[kind], color=colours[name], label=f"{kind}, {name}")
+            exact = finite & (error == 0)
+            if onp.any(exact):
+                axes[0].plot(depth[exact], onp.full(exact.sum(), floor), "o", ms=2.5, mfc="none", color=colours[name])
+            if not onp.all(finite):
+                first = int(depth[~finite][0])
+                axes[0].axvline(first, color=colours[name], ls=":", lw=1)
+                axes[0].annotate(f"{name} {kind}: inf from L={first}", (first, 1e30), fontsize=7,
+                                 rotation=90, va="bottom", ha="right", color=colours[name])
+        reference = [r for r in rows if r.block == kind and r.precision == names[-1]]
+        depth = [r.depth for r in reference]
+        for axis, field in zip(axes[1:], ("sigma_min", "sigma_max", "cond"), strict=True):
+            axis.plot(depth, [getattr(r, field) for r in reference], styles[kind], color="k", label=kind)
+    titles = ["reconstruction error $\\|x - F^{-1}(F(x))\\|_2$", "$\\sigma_{\\min}$ of $J_F$", "$\\sigma_{\\max}$ of $J_F$",
+              "condition number $\\sigma_{\\max}/\\sigma_{\\min}$"]
+    for axis, title in zip(axes, titles, strict=True):
+        axis.set_yscale("log")
+        axis.set_xlabel("number of blocks L")
+        axis.set_title(title, fontsize=10)
+        axis.grid(True, which="major", alpha=0.3)
+    axes[0].set_ylim(1e-20, 1e40)
+    axes[0].legend(fontsize=7, ncol=2, loc="upper left")
+    axes[0].text(0.99, 0.01, "hollow dots: error exactly 0", transform=axes[0].transAxes, fontsize=7, ha="right")
+    axes[2].set_ylim(0.1, 10)
+    axes[1].legend(fontsize=8)
+    figure.suptitle(
+        "Figure 1 toy: t(x1) = 0.123456789, g(s(x1)) = 0.1, input (1, 1); spectra of the exact Jacobian "
+        f"({names[-1]})", fontsize=10,
+    )
+    return figure
+
+
+def summary_table(rows: Sequence[Fig1Row], depths: Sequence[int] = (1, 5, 10, 20, 50, 100)) -> str:
+    """A short text table: reconstruction error at a few depths and the first depth with inf."""
+    max_depth = max(r.depth for r in rows)
+    depths = [d for d in depths if d <= max_depth]
+    header = f"{'block':9s} {'precision':10s} " + " ".join(f"{'L=' + str(d):>10s}" for d in depths) + "  first inf"
+    lines = [header, "-" * len(header)]
+    for kind in dict.fromkeys(r.block for r in rows):
+        for name in dict.fromkeys(r.precision for r in rows):
+            selected = {r.depth: r for r in rows if r.block == kind and r.precision == name}
+            first_inf = next((d for d in sorted(selected) if not math.isfinite(selected[d].recon_error)), None)
+            cells = " ".join(f"{selected[d].recon_error:10.2e}" for d in depths)
+            lines.append(f"{kind:9s} {name:10s} {cells}  {first_inf if first_inf else '-'}")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="results/fig1", help="output folder (default: results/fig1)")
+    parser.add_argument("--max-depth", type=int, default=100, help="largest number of blocks L (default: 100)")
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        default=list(DEFAULT_PRECISIONS),
+        metavar="NAME",
+        help=f"working precisions (default: float16 float32 float64; any of {', '.join(PRECISION_NAMES)}); "
+        "an mpmath reference with enough digits is always added",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.max_depth < 1:
+        raise LipflowError(f"--max-depth must be at least 1, got {args.max_depth}")
+    rows = run_fig1(args.max_depth, args.precisions)
+    out = Path(args.out)
+    atomic_write_text(out / "fig1.csv", rows_to_csv(rows))
+    figure = plot_fig1(rows)
+    atomic_savefig(figure, out / "fig1.png", dpi=130)
+    print(summary_table(rows))
+    print(f"\nwrote {out / 'fig1.csv'} ({len(rows)} rows) and {out / 'fig1.png'}")
+    return 0

@@ -1,0 +1,49 @@
+"""Atomic file output: a result file is either complete or absent, never half-written."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = ["atomic_path", "atomic_open", "atomic_write_text", "atomic_savefig"]
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(handle)
+    try:
+        yield Path(temporary)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]:
+    """``open`` for writing whose result appears only when the block finishes without error."""
+    with atomic_path(path) as temporary, open(temporary, mode, **kwargs) as stream:
+        yield stream
+        stream.flush()
+        os.fsync(stream.fileno())
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    with atomic_open(path, "w", encoding="utf-8") as stream:
+        stream.write(text)
+
+
+def atomic_savefig(figure: Any, path: str | os.PathLike[str], **kwargs: Any) -> None:
+    """``figure.savefig`` through a temporary file (the format comes from ``path``'s suffix)."""
+    suffix = Path(path).suffix.lstrip(".") or "png"
+    save: Callable[..., None] = figure.savefig
+    with atomic_path(path) as temporary:
+        save(temporary, format=suffix, **kwargs)
