@@ -6,7 +6,7 @@ message names what is wrong and how to fix it. The CLI prints these without a tr
 
 from __future__ import annotations
 
-__all__ = ["LipflowError", "NonConvergenceWarning", "NonConvergenceError"]
+__all__ = ["LipflowError", "NonConvergenceError", "NonConvergenceWarning"]
 
 
 class LipflowError(ValueError):

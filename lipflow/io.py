@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_path", "atomic_open", "atomic_write_text", "atomic_savefig"]
+__all__ = ["atomic_open", "atomic_path", "atomic_savefig", "atomic_write_text"]
 
 
 @contextmanager

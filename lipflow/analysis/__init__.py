@@ -2,4 +2,4 @@
 
 from lipflow.analysis.jacobian import JacobianSpectrum, jacobian, jacobian_spectrum, singular_values
 
-__all__ = ["jacobian", "jacobian_spectrum", "JacobianSpectrum", "singular_values"]
+__all__ = ["JacobianSpectrum", "jacobian", "jacobian_spectrum", "singular_values"]

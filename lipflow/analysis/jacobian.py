@@ -17,7 +17,7 @@ from lipflow.blocks.base import Block, Params, check_input
 from lipflow.errors import LipflowError
 from lipflow.precision import Precision
 
-__all__ = ["jacobian", "JacobianSpectrum", "jacobian_spectrum", "singular_values"]
+__all__ = ["JacobianSpectrum", "jacobian", "jacobian_spectrum", "singular_values"]
 
 DIRECTIONS = ("forward", "inverse")
 

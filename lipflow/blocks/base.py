@@ -109,9 +109,7 @@ class Block(ABC):
         x, context = check_input(x, self.dim, f"{type(self).__name__}.logdet", ctx)
         return self._logdet(context.cast(self._prepare(params)), x, context)
 
-    def forward_and_logdet(
-        self, params: Params, x: Any, *, ctx: Precision | str | None = None
-    ) -> tuple[Any, Any]:
+    def forward_and_logdet(self, params: Params, x: Any, *, ctx: Precision | str | None = None) -> tuple[Any, Any]:
         """(F(x), log |det J_F(x)|) in one pass where the block can share work."""
         x, context = check_input(x, self.dim, f"{type(self).__name__}.forward_and_logdet", ctx)
         params = context.cast(self._prepare(params))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any, NamedTuple
 
 import numpy as onp
@@ -16,7 +17,7 @@ from lipflow.errors import LipflowError
 from lipflow.precision import Precision
 from lipflow.precision import elementwise as ew
 
-__all__ = ["Activation", "ACTIVATIONS", "MLP", "Constant", "Conditioner", "activation"]
+__all__ = ["ACTIVATIONS", "MLP", "Activation", "Conditioner", "Constant", "activation"]
 
 
 class Activation(NamedTuple):
@@ -77,9 +78,7 @@ def activation(name: str) -> Activation:
     try:
         return ACTIVATIONS[name]
     except KeyError:
-        raise LipflowError(
-            f"unknown activation {name!r}; valid activations are {', '.join(ACTIVATIONS)}"
-        ) from None
+        raise LipflowError(f"unknown activation {name!r}; valid activations are {', '.join(ACTIVATIONS)}") from None
 
 
 @dataclass(frozen=True)
@@ -106,7 +105,7 @@ class MLP:
     def init(self, rng: onp.random.Generator, in_dim: int, out_dim: int) -> dict[str, list]:
         sizes = (in_dim, *self.hidden, out_dim)
         weights, biases = [], []
-        for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        for layer, (fan_in, fan_out) in enumerate(pairwise(sizes)):
             gain = self.init_scale if layer == len(sizes) - 2 else 1.0
             weights.append(gain * rng.standard_normal((fan_in, fan_out)) / onp.sqrt(fan_in))
             biases.append(gain * 0.1 * rng.standard_normal(fan_out))

@@ -30,9 +30,7 @@ def coupling_indices(dim: int, conditioning: Conditioning) -> tuple[tuple[int, .
     """(I1, I2): the conditioning (copied) and transformed index sets."""
     if isinstance(conditioning, str):
         if conditioning not in ("first", "second"):
-            raise LipflowError(
-                f"conditioning must be 'first', 'second' or a tuple of indices, got {conditioning!r}"
-            )
+            raise LipflowError(f"conditioning must be 'first', 'second' or a tuple of indices, got {conditioning!r}")
         if dim % 2:
             raise LipflowError(
                 f"dim={dim} is odd, so it has no halves for conditioning={conditioning!r}; pass the "
@@ -42,9 +40,7 @@ def coupling_indices(dim: int, conditioning: Conditioning) -> tuple[tuple[int, .
         return (first, second) if conditioning == "first" else (second, first)
     indices = tuple(int(i) for i in conditioning)
     if not indices or len(set(indices)) != len(indices) or not all(0 <= i < dim for i in indices):
-        raise LipflowError(
-            f"conditioning indices {conditioning!r} must be distinct integers in [0, {dim})"
-        )
+        raise LipflowError(f"conditioning indices {conditioning!r} must be distinct integers in [0, {dim})")
     if len(indices) == dim:
         raise LipflowError("conditioning indices cover every coordinate; leave at least one to transform")
     rest = tuple(i for i in range(dim) if i not in indices)
@@ -138,7 +134,9 @@ class AffineCoupling(_Coupling):
         super().__post_init__()
         object.__setattr__(self, "scale", as_scale(self.scale))
         if self.form not in ("realnvp", "glow"):
-            raise LipflowError(f"form must be 'realnvp' (scale then shift) or 'glow' (shift then scale), got {self.form!r}")
+            raise LipflowError(
+                f"form must be 'realnvp' (scale then shift) or 'glow' (shift then scale), got {self.form!r}"
+            )
         if isinstance(self.scale, Identity):
             if not isinstance(self.s, Constant) or onp.any(onp.asarray(self.s.value) <= 0):
                 raise LipflowError(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as onp
+from autograd.tracer import getval
 
 from lipflow.blocks.base import Block, Params, check_input
 from lipflow.blocks.residual import FixedPointInfo, Residual
@@ -65,6 +66,7 @@ class Flow(Block):
         return [block.init(rng) for block, rng in zip(self.blocks, children, strict=True)]
 
     def _check_params(self, params: Params) -> None:
+        params = getval(params)  # under autograd a params list arrives boxed
         if not isinstance(params, (list, tuple)) or len(params) != len(self.blocks):
             got = len(params) if isinstance(params, (list, tuple)) else type(params).__name__
             raise LipflowError(

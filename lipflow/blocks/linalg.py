@@ -52,6 +52,8 @@ def batched_matmul(a: Any, b: Any, ctx: Precision) -> Any:
 
     bfloat16 has no einsum (and its matmul returns float32), so it goes through ``ctx.dot``.
     """
+    if onp.shape(a)[0] == 0:
+        return ctx.zeros((0, onp.shape(a)[1], onp.shape(b)[2]))
     if ctx.name == "bfloat16":
         return anp.stack([ctx.dot(a[i], b[i]) for i in range(onp.shape(a)[0])])
     return anp.einsum("nij,njk->nik", a, b)

@@ -17,7 +17,7 @@ from lipflow.blocks.linalg import solve_unit_lower, solve_upper
 from lipflow.errors import LipflowError
 from lipflow.precision import Precision
 
-__all__ = ["Permutation", "Reverse", "InvertibleLinear", "ActNorm"]
+__all__ = ["ActNorm", "InvertibleLinear", "Permutation", "Reverse"]
 
 
 def _check_permutation(perm: tuple[int, ...], dim: int, who: str) -> tuple[int, ...]:
@@ -56,7 +56,7 @@ class Permutation(Block):
         return ctx.zeros((onp.shape(x)[0],))
 
 
-def Reverse(dim: int) -> Permutation:  # noqa: N802 (a constructor, like the other blocks)
+def Reverse(dim: int) -> Permutation:
     """The permutation that reverses the coordinates (RealNVP / Glow's "reverse")."""
     return Permutation(dim, perm=tuple(reversed(range(dim))))
 

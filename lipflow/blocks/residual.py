@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
-import autograd.numpy as anp
 import numpy as onp
 from autograd.tracer import getval
 
@@ -24,9 +24,9 @@ from lipflow.errors import LipflowError, NonConvergenceError, NonConvergenceWarn
 from lipflow.precision import Precision
 
 __all__ = [
-    "Residual",
-    "FixedPointInfo",
     "RESIDUAL_ACTIVATIONS",
+    "FixedPointInfo",
+    "Residual",
     "power_iteration_norm",
     "series_truncation_bound",
 ]
@@ -155,7 +155,7 @@ class Residual(Block):
     def init(self, seed: int | onp.random.Generator | None = 0) -> Params:
         rng = as_rng(seed)
         sizes = (self.dim, *self.hidden, self.dim)
-        weights = [rng.standard_normal((a, b)) / onp.sqrt(a) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+        weights = [rng.standard_normal((a, b)) / onp.sqrt(a) for a, b in pairwise(sizes)]
         biases = [0.1 * rng.standard_normal(b) for b in sizes[1:]]
         return {"weights": weights, "biases": biases}
 
@@ -229,7 +229,7 @@ class Residual(Block):
         step = onp.zeros(n) if not ctx.is_arbitrary else onp.full(n, ctx.const(0), dtype=object)
         iterations = 0
         converged = onp.ones(n, dtype=bool) if n == 0 else onp.zeros(n, dtype=bool)
-        for iterations in range(1, self.max_iter + 1):
+        for iterations in range(1, self.max_iter + 1):  # noqa: B007 (reported after the loop)
             x_next = y - self.g(params, x, ctx)
             step = _row_norms(getval(x_next) - getval(x), ctx)
             x = x_next
@@ -272,8 +272,9 @@ class Residual(Block):
             return batched_logabsdet(eye[None, :, :] + jac_t, ctx)
         total = ctx.zeros((onp.shape(x)[0],))
         power = jac_t
+        diagonal = onp.arange(self.dim)
         for k in range(1, self.series_terms + 1):
-            trace = anp.trace(power, axis1=1, axis2=2)
+            trace = ctx.sum(power[:, diagonal, diagonal], axis=1)
             total = total + ctx.const(1 if k % 2 else -1) * trace / ctx.const(k)
             if k < self.series_terms:
                 power = batched_matmul(power, jac_t, ctx)

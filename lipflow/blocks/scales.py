@@ -13,7 +13,7 @@ from typing import Any
 from lipflow.errors import LipflowError
 from lipflow.precision import Precision
 
-__all__ = ["Scale", "Sigmoid", "Bounded", "Exp", "SoftClamp", "Identity", "as_scale", "SCALE_NAMES"]
+__all__ = ["SCALE_NAMES", "Bounded", "Exp", "Identity", "Scale", "Sigmoid", "SoftClamp", "as_scale"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,9 @@ class Sigmoid(Scale):
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.shift) and math.isfinite(self.bias)) or self.bias < 0:
-            raise LipflowError(f"Sigmoid scale needs a finite shift and a bias >= 0, got shift={self.shift}, bias={self.bias}")
+            raise LipflowError(
+                f"Sigmoid scale needs a finite shift and a bias >= 0, got shift={self.shift}, bias={self.bias}"
+            )
 
     def g(self, s: Any, ctx: Precision) -> Any:
         value = ctx.sigmoid(s + ctx.const(self.shift))

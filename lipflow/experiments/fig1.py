@@ -18,24 +18,24 @@ from typing import Any
 import numpy as onp
 
 from lipflow.analysis.jacobian import jacobian, singular_values
-from lipflow.blocks import AdditiveCoupling, AffineCoupling, Block, Constant, Flow
+from lipflow.blocks import AdditiveCoupling, AffineCoupling, Block, Constant
 from lipflow.errors import LipflowError
 from lipflow.io import atomic_savefig, atomic_write_text
 from lipflow.precision import PRECISION_NAMES, Precision, precision
 
 __all__ = [
-    "DESCRIPTION",
     "COLUMNS",
-    "SHIFT",
+    "DESCRIPTION",
     "SCALE",
-    "toy_block",
+    "SHIFT",
     "Fig1Row",
-    "run_fig1",
+    "add_arguments",
+    "plot_fig1",
     "reference_precision_for",
     "rows_to_csv",
-    "plot_fig1",
-    "add_arguments",
     "run",
+    "run_fig1",
+    "toy_block",
 ]
 
 DESCRIPTION = "Figure 1: reconstruction error and Jacobian spectrum of a stacked toy coupling block"
@@ -179,14 +179,25 @@ def plot_fig1(rows: Sequence[Fig1Row]) -> Any:
             if not onp.all(finite):
                 first = int(depth[~finite][0])
                 axes[0].axvline(first, color=colours[name], ls=":", lw=1)
-                axes[0].annotate(f"{name} {kind}: inf from L={first}", (first, 1e30), fontsize=7,
-                                 rotation=90, va="bottom", ha="right", color=colours[name])
+                axes[0].annotate(
+                    f"{name} {kind}: inf from L={first}",
+                    (first, 1e30),
+                    fontsize=7,
+                    rotation=90,
+                    va="bottom",
+                    ha="right",
+                    color=colours[name],
+                )
         reference = [r for r in rows if r.block == kind and r.precision == names[-1]]
         depth = [r.depth for r in reference]
         for axis, field in zip(axes[1:], ("sigma_min", "sigma_max", "cond"), strict=True):
             axis.plot(depth, [getattr(r, field) for r in reference], styles[kind], color="k", label=kind)
-    titles = ["reconstruction error $\\|x - F^{-1}(F(x))\\|_2$", "$\\sigma_{\\min}$ of $J_F$", "$\\sigma_{\\max}$ of $J_F$",
-              "condition number $\\sigma_{\\max}/\\sigma_{\\min}$"]
+    titles = [
+        "reconstruction error $\\|x - F^{-1}(F(x))\\|_2$",
+        "$\\sigma_{\\min}$ of $J_F$",
+        "$\\sigma_{\\max}$ of $J_F$",
+        "condition number $\\sigma_{\\max}/\\sigma_{\\min}$",
+    ]
     for axis, title in zip(axes, titles, strict=True):
         axis.set_yscale("log")
         axis.set_xlabel("number of blocks L")
@@ -198,8 +209,8 @@ def plot_fig1(rows: Sequence[Fig1Row]) -> Any:
     axes[2].set_ylim(0.1, 10)
     axes[1].legend(fontsize=8)
     figure.suptitle(
-        "Figure 1 toy: t(x1) = 0.123456789, g(s(x1)) = 0.1, input (1, 1); spectra of the exact Jacobian "
-        f"({names[-1]})", fontsize=10,
+        f"Figure 1 toy: t(x1) = 0.123456789, g(s(x1)) = 0.1, input (1, 1); spectra of the exact Jacobian ({names[-1]})",
+        fontsize=10,
     )
     return figure
 

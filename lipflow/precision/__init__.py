@@ -19,13 +19,13 @@ from lipflow.precision.floats import FLOAT_FORMATS, FloatPrecision
 from lipflow.precision.mp import MPPrecision, dps_of_context, mp_precision
 
 __all__ = [
-    "Precision",
+    "PRECISION_NAMES",
     "FloatPrecision",
     "MPPrecision",
-    "precision",
+    "Precision",
     "infer_precision",
+    "precision",
     "resolve_precision",
-    "PRECISION_NAMES",
     "tree_map",
 ]
 
@@ -36,7 +36,7 @@ _MP_NAME = re.compile(r"mp(\d+)")
 _MAX_DPS = 100_000
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def precision(name: str) -> Precision:
     """The precision context called ``name``.
 
@@ -48,20 +48,16 @@ def precision(name: str) -> Precision:
     if isinstance(name, Precision):
         return name
     if not isinstance(name, str):
-        raise LipflowError(
-            f"precision name must be a string such as 'float32' or 'mp50', got {name!r}"
-        )
+        raise LipflowError(f"precision name must be a string such as 'float32' or 'mp50', got {name!r}")
     key = name.strip().lower()
     if key in FLOAT_FORMATS:
-        dtype, bits, semantics = FLOAT_FORMATS[key]
+        _, bits, semantics = FLOAT_FORMATS[key]
         return FloatPrecision(name=key, mantissa_bits=bits, semantics=semantics)
     match = _MP_NAME.fullmatch(key)
     if match:
         dps = int(match.group(1))
         if not 1 <= dps <= _MAX_DPS:
-            raise LipflowError(
-                f"precision {name!r}: mpmath digits must be between 1 and {_MAX_DPS}, e.g. 'mp50'"
-            )
+            raise LipflowError(f"precision {name!r}: mpmath digits must be between 1 and {_MAX_DPS}, e.g. 'mp50'")
         return mp_precision(dps)
     raise LipflowError(
         f"unknown precision {name!r}; valid names are {', '.join(PRECISION_NAMES)} "
@@ -89,9 +85,7 @@ def infer_precision(x: Any) -> Precision:
             return precision(name)
     if onp.issubdtype(dtype, onp.integer) or dtype == bool:
         return precision("float64")
-    raise LipflowError(
-        f"arrays of dtype {dtype} have no lipflow precision; use one of {', '.join(PRECISION_NAMES)}"
-    )
+    raise LipflowError(f"arrays of dtype {dtype} have no lipflow precision; use one of {', '.join(PRECISION_NAMES)}")
 
 
 def resolve_precision(ctx: Precision | str | None, x: Any) -> Precision:

@@ -16,6 +16,7 @@ from typing import Any
 
 import autograd.numpy as anp
 import numpy as onp
+from autograd.tracer import getval
 
 from lipflow.precision import elementwise
 
@@ -23,11 +24,15 @@ __all__ = ["Precision", "tree_map"]
 
 
 def tree_map(fun, tree: Any) -> Any:
-    """Apply ``fun`` to every array leaf of a nested dict / list / tuple."""
-    if isinstance(tree, dict):
-        return {key: tree_map(fun, value) for key, value in tree.items()}
-    if isinstance(tree, (list, tuple)):
-        return type(tree)(tree_map(fun, value) for value in tree)
+    """Apply ``fun`` to every array leaf of a nested dict / list / tuple.
+
+    Works on autograd's container boxes too, so casting inside ``grad`` is traced.
+    """
+    raw = getval(tree)
+    if isinstance(raw, dict):
+        return {key: tree_map(fun, tree[key]) for key in raw}
+    if isinstance(raw, (list, tuple)):
+        return type(raw)(tree_map(fun, tree[i]) for i in range(len(raw)))
     return fun(tree)
 
 

@@ -18,22 +18,22 @@ import numpy as onp
 from autograd.extend import defvjp, primitive
 
 __all__ = [
-    "exp",
-    "log",
-    "log1p",
-    "expm1",
-    "tanh",
-    "atan",
-    "sqrt",
-    "sigmoid",
-    "log_sigmoid",
-    "softplus",
-    "relu",
-    "elu",
-    "elu_derivative",
-    "step",
     "LIPSWISH_BETA",
     "LIPSWISH_SCALE",
+    "atan",
+    "elu",
+    "elu_derivative",
+    "exp",
+    "expm1",
+    "log",
+    "log1p",
+    "log_sigmoid",
+    "relu",
+    "sigmoid",
+    "softplus",
+    "sqrt",
+    "step",
+    "tanh",
 ]
 
 #: LipSwish (Chen et al., 2019): z * sigmoid(beta z) / 1.1 is 1-Lipschitz since
@@ -119,7 +119,9 @@ def step(x):
     """Heaviside step (1 where x > 0, else 0) in the dtype of x; its derivative is zero."""
     x = onp.asarray(x) if not hasattr(x, "dtype") else x
     if x.dtype == object:
-        return onp.asarray(onp.frompyfunc(lambda v: v.context.mpf(1) if v > 0 else v.context.mpf(0), 1, 1)(x), dtype=object)
+        return onp.asarray(
+            onp.frompyfunc(lambda v: v.context.mpf(1) if v > 0 else v.context.mpf(0), 1, 1)(x), dtype=object
+        )
     return (x > 0).astype(x.dtype)
 
 

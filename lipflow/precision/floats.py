@@ -14,7 +14,7 @@ from autograd.numpy.numpy_vspaces import ArrayVSpace
 
 from lipflow.precision.base import Precision, tree_map
 
-__all__ = ["FloatPrecision", "FLOAT_FORMATS"]
+__all__ = ["FLOAT_FORMATS", "FloatPrecision"]
 
 # bfloat16 scalars are their own Python type; autograd needs to know they live in an array
 # vector space and can be boxed, exactly as it already does for np.float16.

@@ -24,12 +24,12 @@ from autograd.numpy.numpy_vspaces import ArrayVSpace
 
 from lipflow.precision.base import Precision, tree_map
 
-__all__ = ["MPPrecision", "mp_context_for", "mp_precision", "dps_of_context"]
+__all__ = ["MPPrecision", "dps_of_context", "mp_context_for", "mp_precision"]
 
 _DPS_OF_CONTEXT: dict[int, int] = {}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def mp_context_for(dps: int) -> mpmath.MPContext:
     """The shared, never-modified mpmath context with ``dps`` decimal digits."""
     context = mpmath.MPContext()

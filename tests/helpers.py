@@ -1,0 +1,33 @@
+"""Shared builders for the core tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import lipflow as lf
+
+
+def all_blocks(dim: int = 4) -> dict[str, lf.Block]:
+    """One block of every family and scale/form variant, dimension ``dim``."""
+    return {
+        "additive": lf.AdditiveCoupling(dim, t=lf.MLP((8,), "tanh")),
+        "affine-sigmoid": lf.AffineCoupling(dim, scale=lf.Sigmoid(shift=2.0), t=lf.MLP((8,)), s=lf.MLP((8,))),
+        "affine-exp-glow": lf.AffineCoupling(
+            dim, scale="exp", form="glow", conditioning="second", s=lf.MLP((8,), init_scale=0.3)
+        ),
+        "affine-bounded": lf.AffineCoupling(dim, scale=lf.Bounded(0.5, 1.0), t=lf.MLP((8,), "relu")),
+        "affine-softclamp": lf.AffineCoupling(dim, scale=lf.SoftClamp(1.5), s=lf.MLP((8,), "elu")),
+        "affine-biased": lf.AffineCoupling(dim, scale=lf.Sigmoid(bias=0.1), s=lf.MLP((8,), "swish")),
+        "residual-lipswish": lf.Residual(dim, hidden=(8,), coeff=0.7),
+        "residual-elu-series": lf.Residual(
+            dim, hidden=(8, 8), activation="elu", coeff=0.5, logdet_method="series", series_terms=40
+        ),
+        "permutation": lf.Permutation(dim, seed=3),
+        "reverse": lf.Reverse(dim),
+        "linear": lf.InvertibleLinear(dim, seed=2),
+        "actnorm": lf.ActNorm(dim),
+    }
+
+
+def sample_inputs(n: int = 6, dim: int = 4, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, dim))
