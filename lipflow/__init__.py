@@ -23,6 +23,8 @@ from lipflow.blocks import (
     Reverse,
     Sigmoid,
     SoftClamp,
+    load_flow,
+    save_flow,
 )
 from lipflow.errors import LipflowError, NonConvergenceError, NonConvergenceWarning
 from lipflow.precision import PRECISION_NAMES, Precision, precision
@@ -56,5 +58,7 @@ __all__ = [
     "__version__",
     "jacobian",
     "jacobian_spectrum",
+    "load_flow",
     "precision",
+    "save_flow",
 ]

@@ -7,6 +7,7 @@ from lipflow.blocks.flow import Flow
 from lipflow.blocks.linear import ActNorm, InvertibleLinear, Permutation, Reverse
 from lipflow.blocks.residual import FixedPointInfo, Residual
 from lipflow.blocks.scales import Bounded, Exp, Identity, Scale, Sigmoid, SoftClamp
+from lipflow.blocks.serialise import load_flow, save_flow
 
 __all__ = [
     "ACTIVATIONS",
@@ -29,4 +30,6 @@ __all__ = [
     "Scale",
     "Sigmoid",
     "SoftClamp",
+    "load_flow",
+    "save_flow",
 ]

@@ -164,7 +164,9 @@ def plot_fig1(rows: Sequence[Fig1Row]) -> Any:
     styles = {"additive": "-", "affine": "--"}
     names = list(dict.fromkeys(row.precision for row in rows))
     colours = {name: f"C{i}" for i, name in enumerate(names)}
-    floor = 1e-300
+    working = [r for r in rows if not r.precision.startswith("mp")]
+    floor = min((r.recon_error for r in working if 0 < r.recon_error < math.inf), default=1e-20) / 100
+    reference_rows = [r for r in rows if r.precision.startswith("mp")]
     for kind in dict.fromkeys(row.block for row in rows):
         for name in names:
             selected = [r for r in rows if r.block == kind and r.precision == name]
@@ -175,19 +177,13 @@ def plot_fig1(rows: Sequence[Fig1Row]) -> Any:
             axes[0].plot(depth, shown, styles[kind], color=colours[name], label=f"{kind}, {name}")
             exact = finite & (error == 0)
             if onp.any(exact):
-                axes[0].plot(depth[exact], onp.full(exact.sum(), floor), "o", ms=2.5, mfc="none", color=colours[name])
+                axes[0].plot(depth[exact], onp.full(exact.sum(), floor), "|", ms=4, color=colours[name])
             if not onp.all(finite):
                 first = int(depth[~finite][0])
                 axes[0].axvline(first, color=colours[name], ls=":", lw=1)
-                axes[0].annotate(
-                    f"{name} {kind}: inf from L={first}",
-                    (first, 1e30),
-                    fontsize=7,
-                    rotation=90,
-                    va="bottom",
-                    ha="right",
-                    color=colours[name],
-                )
+                axes[0].annotate(f"{name} {kind}: inf from L={first}", (first, 0.5), xycoords=("data", "axes fraction"),
+                                 xytext=(3, 0), textcoords="offset points", fontsize=7, rotation=90,
+                                 va="center", ha="left", color=colours[name])
         reference = [r for r in rows if r.block == kind and r.precision == names[-1]]
         depth = [r.depth for r in reference]
         for axis, field in zip(axes[1:], ("sigma_min", "sigma_max", "cond"), strict=True):
@@ -203,9 +199,13 @@ def plot_fig1(rows: Sequence[Fig1Row]) -> Any:
         axis.set_xlabel("number of blocks L")
         axis.set_title(title, fontsize=10)
         axis.grid(True, which="major", alpha=0.3)
-    axes[0].set_ylim(1e-20, 1e40)
-    axes[0].legend(fontsize=7, ncol=2, loc="upper left")
-    axes[0].text(0.99, 0.01, "hollow dots: error exactly 0", transform=axes[0].transAxes, fontsize=7, ha="right")
+    axes[0].set_ylim(floor / 3, 1e40)  # the mp reference lies far below; the note gives its size
+    axes[0].legend(fontsize=6.5, ncol=2, loc="upper left")
+    note = "ticks at the bottom: error exactly 0"
+    if reference_rows:
+        worst = max(r.recon_error for r in reference_rows)
+        note += f"\n{reference_rows[0].precision} reference: every error <= {worst:.1e} (below the axis)"
+    axes[0].text(0.99, 0.02, note, transform=axes[0].transAxes, fontsize=7, ha="right")
     axes[2].set_ylim(0.1, 10)
     axes[1].legend(fontsize=8)
     figure.suptitle(
