@@ -55,8 +55,8 @@ def _sigmoid_derivative(ctx: Precision, z: Any) -> Any:
     return s * (1 - s)
 
 
-#: max_u d/du [u sigmoid(u)] = 1.0998393194...
-SWISH_LIPSCHITZ = 1.0998393194
+#: max_u d/du [u sigmoid(u)] = 1.0998393201..., rounded up (theory lem:activation-constants)
+SWISH_LIPSCHITZ = 1.09983933
 
 ACTIVATIONS: dict[str, Activation] = {
     a.name: a

@@ -48,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LipflowError as error:
         print(f"lipflow {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `lipflow bounds ... | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"lipflow {args.command}: interrupted", file=sys.stderr)
         return 130
