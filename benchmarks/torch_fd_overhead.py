@@ -1,0 +1,106 @@
+"""Cost of the bi-directional FD regulariser relative to unregularised training (torch).
+
+Paper (App. G, Table 11): FD training costs 1.26x unregularised training (and, applied every
+10 steps, bi-directional FD costs 1.06x inverse-only FD). Target here: <= 1.2x.
+
+One training step of a Glow-like INN classifier (lipflow.interop.torch_glow: squeeze, ActNorm,
+1x1 convolution, affine coupling; linear head on channel means; Adam) on random images, timed
+for: no regulariser, bi-directional FD every step, bi-directional FD every 10th step, and
+inverse-only FD every step, and FD every step on a quarter of the batch (``samples=n/4``: the
+penalty is a random estimate anyway, and its extra passes shrink with the samples). Rounds
+alternate between the variants and the median per-step time is reported, so machine load
+affects all of them alike. ``--memory-saving`` trains with
+memory-saving backprop (as the paper's FD runs did).
+
+Run: python benchmarks/torch_fd_overhead.py [--device auto] [--size 16] [--batch 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+VARIANTS = ("none", "fd", "fd-quarter-batch", "fd-every-10", "inverse-fd")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--size", type=int, default=16, help="image height and width")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--levels", type=int, default=2)
+    parser.add_argument("--steps-per-level", type=int, default=4)
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=4, help="timed rounds (after one warm-up round)")
+    parser.add_argument("--steps", type=int, default=10, help="training steps per variant and round")
+    parser.add_argument("--memory-saving", action="store_true")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    args = parser.parse_args()
+
+    import torch
+
+    from lipflow.interop.torch import fd_penalty, measurement_mode, memory_saving_forward, resolve_device
+    from lipflow.interop.torch_glow import glow_flow
+
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    torch.manual_seed(0)
+    flow, channels = glow_flow(3, levels=args.levels, steps_per_level=args.steps_per_level, hidden=args.hidden)
+    flow = flow.to(device)
+    head = torch.nn.Linear(channels, 10).to(device)
+    optimiser = torch.optim.Adam([*flow.parameters(), *head.parameters()], lr=1e-4)
+    images = torch.rand(args.batch, 3, args.size, args.size, device=device)
+    labels = torch.randint(0, 10, (args.batch,), device=device)
+    flow.data_init(images)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def train_step(variant: str, step: int) -> None:
+        if args.memory_saving:
+            z, _ = memory_saving_forward(flow, images, accumulate_grad=True)
+        else:
+            z = flow(images)
+        loss = loss_fn(head(z.mean(dim=(2, 3))), labels)
+        if variant == "fd" or (variant == "fd-every-10" and step % 10 == 0):
+            loss = loss + fd_penalty(flow, flow.inverse, images, z=z)
+        elif variant == "fd-quarter-batch":
+            loss = loss + fd_penalty(flow, flow.inverse, images, z=z, samples=max(1, args.batch // 4))
+        elif variant == "inverse-fd":
+            loss = loss + fd_penalty(flow, flow.inverse, images, z=z, forward_coeff=0.0)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+
+    def synchronise() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    with measurement_mode():
+        for round_index in range(args.rounds + 1):
+            for variant in VARIANTS:
+                synchronise()
+                started = time.perf_counter()
+                for step in range(args.steps):
+                    train_step(variant, step)
+                synchronise()
+                if round_index:  # round 0 warms up
+                    times[variant].append((time.perf_counter() - started) / args.steps)
+    median = {v: statistics.median(t) for v, t in times.items()}
+    backprop = "memory-saving" if args.memory_saving else "ordinary"
+    print(
+        f"device {device}, torch {torch.__version__}, images 3x{args.size}x{args.size}, batch {args.batch}, "
+        f"{len(flow.blocks)} layers, hidden {args.hidden}, {backprop} backprop, {args.threads} CPU thread(s)"
+    )
+    for variant in VARIANTS:
+        print(
+            f"{variant:<17} {median[variant] * 1e3:9.1f} ms/step  ratio to none {median[variant] / median['none']:.2f}x"
+        )
+    print(f"FD every step / none: {median['fd'] / median['none']:.2f}x (paper 1.26x, target <= 1.2x)")
+    print(f"FD on a quarter of the batch / none: {median['fd-quarter-batch'] / median['none']:.2f}x")
+    print(f"FD every 10 steps / none: {median['fd-every-10'] / median['none']:.2f}x")
+    print(f"bi-directional / inverse-only FD, every step: {median['fd'] / median['inverse-fd']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
