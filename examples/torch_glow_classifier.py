@@ -229,6 +229,9 @@ def run(args: argparse.Namespace) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if os.environ.get("LIPFLOW_SMOKE") == "1":  # tiny sizes for the examples smoke test
+        args.n_train, args.iterations, args.levels, args.steps_per_level = 32, 3, 1, 1
+        args.hidden, args.log_every, args.diagnostic_samples, args.lanczos_steps = 4, 3, 1, 4
     try:
         run(args)
     except LipflowError as error:
