@@ -43,7 +43,8 @@ def test_mp_precision_matches_mpmath_digits():
 
 
 def test_unknown_precision_lists_valid_names():
-    with pytest.raises(lf.LipflowError, match="valid names are float16, bfloat16, float32, float64, longdouble, mpNN"):
+    valid = "float16, bfloat16, float32, float64, longdouble, float16-strict, bfloat16-strict, dd, mpNN"
+    with pytest.raises(lf.LipflowError, match=f"valid names are {valid}"):
         precision("float8")
     with pytest.raises(lf.LipflowError, match="digits"):
         precision("mp0")

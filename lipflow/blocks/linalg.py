@@ -47,16 +47,21 @@ def batched_logabsdet(matrices: Any, ctx: Precision) -> Any:
     return total
 
 
+_EINSUM_FORMATS = ("float16", "float32", "float64", "longdouble")
+
+
 def batched_matmul(a: Any, b: Any, ctx: Precision) -> Any:
     """a[i] @ b[i] for stacks of matrices, keeping the storage type.
 
-    bfloat16 has no einsum (and its matmul returns float32), so it goes through ``ctx.dot``.
+    NumPy's einsum serves the native formats and mpmath; every other format (bfloat16, whose
+    einsum fails; emulated and double-double formats) goes through its own ``ctx.dot``.
     """
     if onp.shape(a)[0] == 0:
         return ctx.zeros((0, onp.shape(a)[1], onp.shape(b)[2]))
-    if ctx.name == "bfloat16":
-        return anp.stack([ctx.dot(a[i], b[i]) for i in range(onp.shape(a)[0])])
-    return anp.einsum("nij,njk->nik", a, b)
+    if ctx.is_arbitrary or ctx.name in _EINSUM_FORMATS:
+        return anp.einsum("nij,njk->nik", a, b)
+    # bfloat16 has no einsum and strict/double-double formats round in their own dot
+    return anp.concatenate([ctx.dot(a[i], b[i])[None] for i in range(onp.shape(a)[0])], axis=0)
 
 
 def solve_unit_lower(lower: Any, rhs: Any) -> Any:
@@ -68,7 +73,7 @@ def solve_unit_lower(lower: Any, rhs: Any) -> Any:
         for j in range(i):
             value = value - lower[i, j] * columns[j]
         columns.append(value)
-    return anp.stack(columns, axis=1)
+    return anp.concatenate([column[:, None] for column in columns], axis=1)
 
 
 def solve_upper(upper: Any, rhs: Any) -> Any:
@@ -80,11 +85,11 @@ def solve_upper(upper: Any, rhs: Any) -> Any:
         for j in range(i + 1, d):
             value = value - upper[i, j] * columns[j]
         columns[i] = value / upper[i, i]
-    return anp.stack(columns, axis=1)
+    return anp.concatenate([column[:, None] for column in columns], axis=1)
 
 
 def _as_float64(a: Any) -> onp.ndarray:
-    return onp.asarray(a).astype(onp.float64)
+    return a.astype(onp.float64) if hasattr(a, "astype") else onp.asarray(a, dtype=onp.float64)
 
 
 def _result_dtype(matrix: Any) -> onp.dtype:

@@ -19,7 +19,7 @@ from autograd.tracer import getval
 
 from lipflow.blocks.base import Block, Params, as_rng, check_input
 from lipflow.blocks.conditioners import ACTIVATIONS, activation
-from lipflow.blocks.linalg import batched_logabsdet, batched_matmul, spectral_norm
+from lipflow.blocks.linalg import _as_float64, batched_logabsdet, batched_matmul, spectral_norm
 from lipflow.errors import LipflowError, NonConvergenceError, NonConvergenceWarning
 from lipflow.precision import Precision
 
@@ -201,7 +201,7 @@ class Residual(Block):
         """prod_i ||W_i||_2 of the weights as used (float64 SVD; an estimate under "power")."""
         value = 1.0
         for w in params["weights"]:
-            value *= float(onp.linalg.norm(onp.asarray(getval(w)).astype(onp.float64), 2))
+            value *= float(onp.linalg.norm(_as_float64(getval(w)), 2))
         return value
 
     # ---- block interface --------------------------------------------------------------------

@@ -15,14 +15,18 @@ import numpy as onp
 
 from lipflow.errors import LipflowError
 from lipflow.precision.base import Precision, tree_map
+from lipflow.precision.doubledouble import DDArray, DDPrecision, dd_precision
 from lipflow.precision.floats import FLOAT_FORMATS, FloatPrecision
 from lipflow.precision.mp import MPPrecision, dps_of_context, mp_precision
+from lipflow.precision.strict import STRICT_FORMATS, StrictPrecision, strict_precision
 
 __all__ = [
     "PRECISION_NAMES",
+    "DDPrecision",
     "FloatPrecision",
     "MPPrecision",
     "Precision",
+    "StrictPrecision",
     "infer_precision",
     "precision",
     "resolve_precision",
@@ -30,7 +34,7 @@ __all__ = [
 ]
 
 #: Names accepted by :func:`precision`; ``mpNN`` stands for mpmath with NN decimal digits.
-PRECISION_NAMES: tuple[str, ...] = (*FLOAT_FORMATS, "mpNN")
+PRECISION_NAMES: tuple[str, ...] = (*FLOAT_FORMATS, *STRICT_FORMATS, "dd", "mpNN")
 
 _MP_NAME = re.compile(r"mp(\d+)")
 _MAX_DPS = 100_000
@@ -53,6 +57,10 @@ def precision(name: str) -> Precision:
     if key in FLOAT_FORMATS:
         _, bits, semantics = FLOAT_FORMATS[key]
         return FloatPrecision(name=key, mantissa_bits=bits, semantics=semantics)
+    if key in STRICT_FORMATS:
+        return strict_precision(key)
+    if key in ("dd", "double-double"):
+        return dd_precision()
     match = _MP_NAME.fullmatch(key)
     if match:
         dps = int(match.group(1))
@@ -67,6 +75,8 @@ def precision(name: str) -> Precision:
 
 def infer_precision(x: Any) -> Precision:
     """The context matching the storage of array ``x`` (float16 array -> float16 context)."""
+    if isinstance(x, DDArray):
+        return precision("dd")
     dtype = getattr(x, "dtype", None)
     if dtype is None:
         x = onp.asarray(x)
