@@ -13,15 +13,17 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as onp
 
-from lipflow.analysis.jacobian import jacobian, singular_values
 from lipflow.blocks import AdditiveCoupling, AffineCoupling, Block, Constant
 from lipflow.errors import LipflowError
 from lipflow.io import atomic_savefig, atomic_write_text
 from lipflow.precision import PRECISION_NAMES, Precision, precision
+
+if TYPE_CHECKING:
+    from lipflow.sweep import ResultStore, SweepSpec
 
 __all__ = [
     "COLUMNS",
@@ -30,8 +32,10 @@ __all__ = [
     "SHIFT",
     "Fig1Row",
     "add_arguments",
+    "fig1_spec",
     "plot_fig1",
     "reference_precision_for",
+    "rows_from_store",
     "rows_to_csv",
     "run",
     "run_fig1",
@@ -76,71 +80,76 @@ def reference_precision_for(max_depth: int) -> Precision:
     return precision(f"mp{max(50, max_depth + 40)}")
 
 
-def _reconstruction_errors(block: Block, params: Any, ctx: Precision, max_depth: int) -> list[float]:
-    """||x - F_L^-1(F_L(x))||_2 for L = 1..max_depth, every step at precision ``ctx``."""
-    x = ctx.cast(onp.asarray([INPUT]))
-    exact = onp.asarray(INPUT)
-    errors = []
-    forward = x
-    for depth in range(1, max_depth + 1):
-        forward = block._forward(params, forward, ctx)
-        back = forward
-        for _ in range(depth):
-            back = block._inverse(params, back, ctx)
-        errors.append(_distance(ctx, back, x, exact))
-    return errors
+def fig1_spec(
+    max_depth: int = 100,
+    precisions: Sequence[str] = DEFAULT_PRECISIONS,
+    kinds: Iterable[str] = BLOCK_KINDS,
+) -> SweepSpec:
+    """Figure 1 as a sweep: kinds x (precisions + mp reference) x depth 1..max_depth on the toy block.
 
-
-def _distance(ctx: Precision, computed: Any, x: Any, exact: onp.ndarray) -> float:
-    if ctx.is_arbitrary:
-        difference = ctx.to_float64(computed - x)[0]
-    else:
-        difference = ctx.to_float64(computed)[0] - exact  # exact: both are representable
-    with onp.errstate(invalid="ignore", over="ignore"):
-        return float(onp.sqrt(onp.sum(difference * difference)))
-
-
-def _spectra(block: Block, params: Any, ctx: Precision, max_depth: int) -> list[tuple[float, float]]:
-    """(sigma_min, sigma_max) of the exact Jacobian of F_L, L = 1..max_depth, at ``ctx``.
-
-    Chain rule through the forward trace: J_L = J_block(x_{L-1}) J_{L-1}.
+    The reference (:func:`reference_precision_for`) is also a working precision, as in the paper's
+    high-precision curve; the spectra are those of the exact Jacobian (at the reference).
     """
-    x = ctx.cast(onp.asarray([INPUT]))
-    product = ctx.cast(onp.eye(2))
-    result = []
-    for _ in range(max_depth):
-        layer = jacobian(block, params, x, ctx=ctx)[0]
-        product = ctx.dot(layer, product)
-        values, _ = singular_values(product[None], ctx)
-        result.append((float(values[0, -1]), float(values[0, 0])))
-        x = block._forward(params, x, ctx)
-    return result
+    from lipflow.sweep import spec_from_mapping
+
+    if isinstance(max_depth, bool) or not isinstance(max_depth, int) or max_depth < 1:
+        raise LipflowError(f"max_depth must be a positive integer, got {max_depth!r}")
+    names = [precision(name).name for name in precisions]
+    reference = reference_precision_for(max_depth)
+    if reference.name not in names:
+        names.append(reference.name)
+    kinds = list(kinds)
+    for kind in kinds:
+        toy_block(kind)
+    return spec_from_mapping(
+        {
+            "name": "fig1",
+            "metrics": ["recon_error", "sigma_min", "sigma_max", "cond"],
+            "reference": reference.name,
+            "axes": {
+                "block": kinds,
+                "conditioner": ["toy"],
+                "inputs": ["ones"],
+                "seed": [0],
+                "precision": names,
+                "depth": {"start": 1, "stop": max_depth},
+            },
+        },
+        source="figure 1",
+    )
+
+
+def _row(block: str, name: str, depth: int, values: dict[str, float]) -> Fig1Row:
+    return Fig1Row(block, name, depth, *(float(values[column]) for column in COLUMNS[3:]))
 
 
 def run_fig1(
     max_depth: int = 100,
     precisions: Sequence[str] = DEFAULT_PRECISIONS,
     kinds: Iterable[str] = BLOCK_KINDS,
+    *,
+    workers: int = 1,
 ) -> list[Fig1Row]:
-    """All rows of ``fig1.csv``: every kind x (precisions + mp reference) x depth 1..max_depth."""
-    if not isinstance(max_depth, int) or max_depth < 1:
-        raise LipflowError(f"max_depth must be a positive integer, got {max_depth!r}")
-    contexts = [precision(name) for name in precisions]
-    reference = reference_precision_for(max_depth)
-    if reference.name not in [c.name for c in contexts]:
-        contexts.append(reference)
-    rows = []
-    with onp.errstate(all="ignore"):
-        for kind in kinds:
-            block = toy_block(kind)
-            params = block.init(0)
-            spectra = _spectra(block, reference.cast(params), reference, max_depth)
-            for ctx in contexts:
-                errors = _reconstruction_errors(block, ctx.cast(params), ctx, max_depth)
-                for depth, (error, (low, high)) in enumerate(zip(errors, spectra, strict=True), start=1):
-                    cond = high / low if low > 0 else math.inf
-                    rows.append(Fig1Row(kind, ctx.name, depth, error, low, high, cond))
-    return rows
+    """All rows of ``fig1.csv``: every kind x (precisions + mp reference) x depth 1..max_depth.
+
+    Runs :func:`fig1_spec` through the sweep engine in memory (``workers`` processes).
+    Reconstruction errors are ||x - F_L^-1(F_L(x))||_2 with every step at the working precision;
+    sigma_min/sigma_max/cond are those of the exact Jacobian diag(1, 0.1^L) or I, evaluated by
+    the chain rule at the reference precision.
+    """
+    from lipflow.sweep import compute_all
+
+    spec = fig1_spec(max_depth, precisions, kinds)
+    return [_row(r.cell.block, r.cell.precision, r.cell.depth, r.values) for r in compute_all(spec, workers=workers)]
+
+
+def rows_from_store(spec: SweepSpec, store: ResultStore) -> list[Fig1Row]:
+    """Figure 1 rows read back from a sweep folder (values round-trip exactly through repr)."""
+    grouped: dict[tuple[str, str, int], dict[str, float]] = {}
+    for row in store.rows(spec):
+        key = (row["block"], row["precision"], int(row["depth"]))
+        grouped.setdefault(key, {})[row["metric"]] = float(row["value"])
+    return [_row(*key, values) for key, values in grouped.items()]
 
 
 def rows_to_csv(rows: Sequence[Fig1Row]) -> str:
@@ -241,16 +250,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"working precisions (default: float16 float32 float64; any of {', '.join(PRECISION_NAMES)}); "
         "an mpmath reference with enough digits is always added",
     )
+    parser.add_argument("--workers", type=int, default=None,
+                        help="worker processes (default: every available core)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _drop_other_figure1_sweep(spec: SweepSpec, folder: Path) -> None:
+    """Remove a Figure 1 sweep folder left by a run with other options (e.g. --max-depth), so
+    that reproducing with new options replaces it as fig1.csv is replaced; other folders stay."""
+    import shutil
+
+    from lipflow.sweep import ResultStore
+
+    store = ResultStore(folder)
+    if not store.spec_path.is_file():
+        return
+    try:
+        saved = store.load_spec()
+    except LipflowError:
+        return
+    ours = {"spec.toml", "cells.csv", "results.csv"}
+    if saved.name == "fig1" and saved.to_mapping() != spec.to_mapping() and {
+        p.name for p in folder.iterdir()
+    } <= ours:
+        shutil.rmtree(folder)
 
 
 def run(args: argparse.Namespace) -> int:
+    """``lipflow reproduce fig1``: the Figure 1 sweep into ``--out/sweep``, then fig1.csv and fig1.png.
+
+    The sweep folder makes the run resumable (a second run reuses finished cells) and readable
+    by ``lipflow report``.
+    """
+    from lipflow.sweep import run_sweep
+
     if args.max_depth < 1:
         raise LipflowError(f"--max-depth must be at least 1, got {args.max_depth}")
-    rows = run_fig1(args.max_depth, args.precisions)
+    spec = fig1_spec(args.max_depth, args.precisions)
     out = Path(args.out)
+    _drop_other_figure1_sweep(spec, out / "sweep")
+    sweep = run_sweep(spec, out / "sweep", workers=args.workers, progress=not args.no_progress)
+    rows = rows_from_store(spec, sweep.store)
     atomic_write_text(out / "fig1.csv", rows_to_csv(rows))
     figure = plot_fig1(rows)
     atomic_savefig(figure, out / "fig1.png", dpi=130)
     print(summary_table(rows))
-    print(f"\nwrote {out / 'fig1.csv'} ({len(rows)} rows) and {out / 'fig1.png'}")
+    print(f"\nwrote {out / 'fig1.csv'} ({len(rows)} rows) and {out / 'fig1.png'}; "
+          f"sweep folder {out / 'sweep'} ({sweep.computed} cells computed, {sweep.skipped} reused)")
     return 0

@@ -55,7 +55,16 @@ _to_float64 = onp.frompyfunc(_float_of, 1, 1)
 @primitive
 def _to_mp(x, dps):
     context = mp_context_for(dps)
-    return onp.asarray(onp.frompyfunc(context.mpf, 1, 1)(onp.asarray(x)), dtype=object)
+    x = onp.asarray(x)
+    if x.dtype == onp.longdouble and onp.finfo(onp.longdouble).nmant > 52:
+        # exact: a longdouble is the sum of its float64 rounding and a float64 remainder
+        head = x.astype(onp.float64)
+        tail = (x - head).astype(onp.float64)
+        to_mp = onp.frompyfunc(context.mpf, 1, 1)
+        return onp.asarray(to_mp(head) + to_mp(tail), dtype=object)
+    if x.dtype not in (onp.float64, onp.float32, onp.float16) and x.dtype != object and x.dtype.kind == "f":
+        x = x.astype(onp.float64)  # bfloat16 and other narrow formats widen exactly
+    return onp.asarray(onp.frompyfunc(context.mpf, 1, 1)(x), dtype=object)
 
 
 @primitive
