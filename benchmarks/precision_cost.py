@@ -37,7 +37,8 @@ def best_time(function, repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=1000)
-    parser.add_argument("--precisions", nargs="+", default=["float64", "float32", "float16", "bfloat16", "longdouble", "mp50"])
+    parser.add_argument("--precisions", nargs="+",
+                        default=["float64", "float32", "float16", "bfloat16", "longdouble", "mp50"])
     args = parser.parse_args()
     flow = build_flow()
     params = flow.init(seed=0)
@@ -47,9 +48,9 @@ def main() -> None:
         ctx = lf.precision(name)
         xc = ctx.cast(x)
         repeats = 1 if ctx.is_arbitrary else 5
-        forward = best_time(lambda: flow.forward(params, xc, ctx=ctx), repeats)
+        forward = best_time(lambda xc=xc, ctx=ctx: flow.forward(params, xc, ctx=ctx), repeats)
         z = flow.forward(params, xc, ctx=ctx)
-        inverse = best_time(lambda: flow.inverse(params, z, ctx=ctx), repeats)
+        inverse = best_time(lambda z=z, ctx=ctx: flow.inverse(params, z, ctx=ctx), repeats)
         rows.append((name, forward, inverse))
     baseline = dict((r[0], r[1]) for r in rows).get("float64", rows[0][1])
     print(f"depth-20 d=2 hidden-32 coupling flow, {args.points} points (best of 5; mp: 1 run)")

@@ -6,11 +6,16 @@ message names what is wrong and how to fix it. The CLI prints these without a tr
 
 from __future__ import annotations
 
-__all__ = ["LipflowError", "NonConvergenceError", "NonConvergenceWarning"]
+__all__ = ["LipflowError", "NonConvergenceError", "NonConvergenceWarning", "UnboundedError"]
 
 
 class LipflowError(ValueError):
     """A user-facing error: bad input, bad configuration or an impossible request."""
+
+
+class UnboundedError(LipflowError):
+    """No finite Lipschitz bound can be proven on the requested box (a scale overflows or
+    reaches 0 there, or an interval image overflows float64); shrinking the box may help."""
 
 
 class NonConvergenceWarning(RuntimeWarning):

@@ -18,7 +18,7 @@ from lipflow.bounds.mlp import mlp_image, mlp_lipschitz
 from lipflow.bounds.result import LipschitzBound, check_direction
 from lipflow.bounds.rigorous import Box, evaluate_upper, up
 from lipflow.bounds.scales import ScaleEnclosure, scale_enclosure
-from lipflow.errors import LipflowError
+from lipflow.errors import LipflowError, UnboundedError
 
 __all__ = [
     "VARIANTS",
@@ -134,9 +134,9 @@ def _piece_terms(block: AffineCoupling, params: Any, first: Box, second: Box | N
     c_val = min(e.c for e in enclosures)
     C_val = max(e.C for e in enclosures)
     if not onp.isfinite(C_val):
-        raise LipflowError("the scale g overflows float64 on this box; shrink the box")
+        raise UnboundedError("the scale g overflows float64 on this box; shrink the box")
     if direction == "inverse" and not c_val > 0:
-        raise LipflowError(
+        raise UnboundedError(
             "the scale g(s) is not bounded away from 0 on this box (it underflows to 0), so the "
             "inverse divides by an unbounded factor 1/g: no finite inverse bound; shrink the box or "
             "use a scale with a positive lower bound (Sigmoid(bias>0), Bounded, SoftClamp)"
@@ -151,7 +151,7 @@ def _piece_terms(block: AffineCoupling, params: Any, first: Box, second: Box | N
     slopes = [e.G if direction == "forward" else e.H for e in enclosures]
     a_val = max(up(float(m) * float(g)) for m, g in zip(inner.magnitude(), slopes, strict=True))
     if not onp.isfinite(a_val):
-        raise LipflowError("the interval enclosure of the pre-image overflowed; shrink the box")
+        raise UnboundedError("the interval enclosure of the pre-image overflowed; shrink the box")
     return a_val, c_val, C_val
 
 

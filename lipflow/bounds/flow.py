@@ -39,7 +39,7 @@ def flow_lipschitz(flow: Flow, params: Any, *, direction: str = "forward", box: 
             layers[index] = block_lipschitz(block, block_params, direction=direction, box=current,
                                             variant=variant, splits=splits)
         except LipflowError as error:
-            raise LipflowError(f"layer {index} ({type(block).__name__}): {error}") from None
+            raise type(error)(f"layer {index} ({type(block).__name__}): {error}") from None
         if current is not None:
             current = image_box(block, block_params, current, direction)
     ordered = tuple(layers[i] for i in range(len(pairs)))

@@ -16,7 +16,7 @@ from lipflow.bounds.linear import linear_factors, linear_lipschitz
 from lipflow.bounds.mlp import mlp_image, network_image
 from lipflow.bounds.result import check_direction
 from lipflow.bounds.rigorous import Box, Interval, scalar
-from lipflow.errors import LipflowError
+from lipflow.errors import LipflowError, UnboundedError
 
 __all__ = ["ball_image", "image_box"]
 
@@ -55,7 +55,7 @@ def _norm_upper(vector: onp.ndarray) -> float:
 def ball_image(center: onp.ndarray, radius: float) -> Box:
     """The box [center - radius, center + radius] (rounded outward)."""
     if not math.isfinite(radius):
-        raise LipflowError("ball image radius is not finite")
+        raise UnboundedError("ball image radius is not finite")
     return Box(onp.nextafter(center - radius, -onp.inf), onp.nextafter(center + radius, onp.inf))
 
 
@@ -68,7 +68,7 @@ def _inverse_by_ball(block: Block, params: Any, box: Box, lip_inverse: float) ->
     c, _ = box.mid_rad()
     x_tilde = onp.asarray(block.inverse(params, c[None, :].astype(onp.float64), ctx="float64"))[0]
     if not onp.all(onp.isfinite(x_tilde)):
-        raise LipflowError("inverse of the box centre is not finite")
+        raise UnboundedError("inverse of the box centre is not finite")
     forward = _forward_point_box(block, params, x_tilde)
     residual = onp.maximum(onp.abs(forward.lo - c), onp.abs(forward.hi - c))
     error = (Interval.point(lip_inverse) * _norm_upper(residual)).hi
@@ -82,7 +82,7 @@ def image_box(block: Block, params: Any, box: Box, direction: str = "forward") -
     if box.dim != block.dim:
         raise LipflowError(f"box has {box.dim} coordinates but the block has dim={block.dim}")
     if not box.finite:
-        raise LipflowError("box must be finite")
+        raise UnboundedError("the box is not finite (an interval image overflowed); shrink the box")
     if isinstance(block, (AdditiveCoupling, AffineCoupling)):
         return _coupling_image(block, params, box, direction)
     if isinstance(block, Permutation):

@@ -21,7 +21,7 @@ import sympy
 from mpmath import libmp
 from mpmath.libmp import libmpi
 
-from lipflow.errors import LipflowError
+from lipflow.errors import LipflowError, UnboundedError
 
 __all__ = [
     "ETA",
@@ -69,6 +69,10 @@ def _inflate(values: onp.ndarray, terms: int) -> onp.ndarray:
 
 
 # ---- scalar intervals (mpmath libmpi at PREC bits) ----------------------------------------------
+#: |arguments| of Interval.exp beyond this give the endpoints 0 / +inf (exp(1000) > 1e434)
+EXP_ARGUMENT_LIMIT = 1000
+
+
 def _mpf(x: float) -> tuple:
     return libmp.from_float(float(x))
 
@@ -123,7 +127,7 @@ class Interval:
     def __truediv__(self, other: Any) -> Interval:
         other = self._wrap(other)
         if other.lo <= 0.0 <= other.hi:
-            raise LipflowError("interval division by an interval containing 0")
+            raise UnboundedError("interval division by an interval containing 0")
         return Interval(libmpi.mpi_div(self.mpi, other.mpi, PREC))
 
     def __rtruediv__(self, other: Any) -> Interval:
@@ -145,7 +149,24 @@ class Interval:
         return Interval(libmpi.mpi_sqrt(self.mpi, PREC))
 
     def exp(self) -> Interval:
-        return Interval(libmpi.mpi_exp(self.mpi, PREC))
+        """exp, with arguments beyond +-:data:`EXP_ARGUMENT_LIMIT` sent to the endpoints +inf / 0.
+
+        Far outside float64's range this is still a valid enclosure, and it keeps mpmath from
+        evaluating exp of astronomically large numbers (nested exps of a huge box would need
+        working precisions of millions of bits).
+        """
+        limit = libmp.from_int(EXP_ARGUMENT_LIMIT)
+        lo, hi = self.mpi
+        inner_lo = lo if libmp.mpf_gt(lo, libmp.mpf_neg(limit)) else libmp.mpf_neg(limit)
+        inner_hi = hi if libmp.mpf_lt(hi, limit) else limit
+        if libmp.mpf_gt(inner_lo, inner_hi):  # the whole argument lies beyond one limit
+            inner_lo = inner_hi = limit if libmp.mpf_ge(lo, limit) else libmp.mpf_neg(limit)
+        out_lo, out_hi = libmpi.mpi_exp((inner_lo, inner_hi), PREC)
+        if libmp.mpf_lt(lo, libmp.mpf_neg(limit)):
+            out_lo = libmp.fzero
+        if libmp.mpf_gt(hi, limit):
+            out_hi = libmp.finf
+        return Interval((out_lo, out_hi))
 
     def log(self) -> Interval:
         if self.lo <= 0:
@@ -238,6 +259,8 @@ class Box:
         if lo.shape != hi.shape:
             raise LipflowError(f"box bounds have shapes {lo.shape} and {hi.shape}")
         if onp.any(onp.isnan(lo)) or onp.any(onp.isnan(hi)) or onp.any(lo > hi):
+            if not (onp.all(onp.isfinite(lo)) and onp.all(onp.isfinite(hi))):  # inf - inf inside an image
+                raise UnboundedError("an interval image overflowed float64 (inf or NaN bounds); shrink the box")
             raise LipflowError("box needs lo <= hi in every coordinate (and no NaN)")
         object.__setattr__(self, "lo", lo)
         object.__setattr__(self, "hi", hi)
@@ -309,7 +332,7 @@ class Box:
 
     def reciprocal(self) -> Box:
         if onp.any((self.lo <= 0) & (self.hi >= 0)):
-            raise LipflowError("reciprocal of an interval containing 0")
+            raise UnboundedError("reciprocal of an interval containing 0")
         return Box(onp.nextafter(1.0 / self.hi, -onp.inf), onp.nextafter(1.0 / self.lo, onp.inf))
 
     def __truediv__(self, other: Box) -> Box:
@@ -327,7 +350,7 @@ class Box:
         rad = _inflate(rad, m + 3)
         out = Box(onp.nextafter(center - rad, -onp.inf), onp.nextafter(center + rad, onp.inf))
         if not out.finite:
-            raise LipflowError("interval image overflowed: the box is too large for float64")
+            raise UnboundedError("interval image overflowed: the box is too large for float64")
         return out
 
     def apply(self, name: str) -> Box:
@@ -381,7 +404,7 @@ def singular_value_bounds(matrix: Any) -> tuple[float, float]:
     if w.ndim != 2 or w.size == 0:
         raise LipflowError(f"need a non-empty 2-D matrix, got shape {w.shape}")
     if not onp.all(onp.isfinite(w)):
-        raise LipflowError("matrix has non-finite entries; no finite spectral norm bound")
+        raise UnboundedError("matrix has non-finite entries; no finite spectral norm bound")
     m, n = w.shape
     scale = float(onp.max(onp.abs(w)))
     if scale == 0.0:
@@ -473,7 +496,7 @@ def evaluate_upper(expr: sympy.Expr, values: Mapping[sympy.Symbol | str, float])
         symbol = key if isinstance(key, sympy.Symbol) else sympy.Symbol(key)
         value = float(value)
         if not math.isfinite(value):
-            raise LipflowError(f"ingredient {symbol} = {value} is not finite")
+            raise UnboundedError(f"ingredient {symbol} = {value} is not finite")
         env[symbol] = Interval.point(value)
     for symbol in expr.free_symbols:
         if symbol not in env:

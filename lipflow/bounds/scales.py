@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from lipflow.blocks.scales import Bounded, Exp, Identity, Scale, Sigmoid, SoftClamp
 from lipflow.bounds.rigorous import Interval, scalar
-from lipflow.errors import LipflowError
+from lipflow.errors import LipflowError, UnboundedError
 
 __all__ = ["ScaleEnclosure", "scale_enclosure", "sup_unimodal"]
 
@@ -93,7 +93,7 @@ def _pi() -> tuple:
 def scale_enclosure(scale: Scale, lo: float, hi: float) -> ScaleEnclosure:
     """Rigorous (c, C, G, H) of a scale function for s in [lo, hi] (lem:scale-bounds)."""
     if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
-        raise LipflowError(f"scale argument range [{lo}, {hi}] must be finite; bound the box")
+        raise UnboundedError(f"scale argument range [{lo}, {hi}] is not finite; shrink the box")
     if isinstance(scale, Sigmoid):
         return _sigmoid_family(Interval.point(1.0), Interval.point(scale.bias), scale.shift, lo, hi)
     if isinstance(scale, Bounded):

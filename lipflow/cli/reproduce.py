@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     experiments = parser.add_subparsers(dest="experiment", metavar="NAME")
     for name, module in available_experiments().items():
-        sub = experiments.add_parser(name, help=module.DESCRIPTION, description=module.DESCRIPTION)
+        text = module.DESCRIPTION.replace("%", "%%")  # argparse formats help with %
+        sub = experiments.add_parser(name, help=text, description=text)
         module.add_arguments(sub)
         sub.set_defaults(handler=module.run)
     parser.set_defaults(handler=lambda args: _missing_experiment(parser))

@@ -73,16 +73,40 @@ def _softplus_float(x):
     return (onp.maximum(x, _typed(0, x)) + onp.log1p(onp.exp(-onp.abs(x)))).astype(x.dtype, copy=False)
 
 
+#: mpmath's exp of |arguments| beyond 2^40 raises OverflowError instead of running: the result
+#: is far outside every float format, and exp of astronomically large mpf numbers (which a
+#: diverging inverse produces) needs working precisions of millions of bits
+MP_EXP_ARGUMENT_LIMIT = 2.0**40
+
+
+def _mp_exp(v):
+    if abs(v) > MP_EXP_ARGUMENT_LIMIT:
+        raise OverflowError(f"exp of an mpmath number of magnitude {float(abs(v)):.3g} > 2^40 (beyond every float)")
+    return v.context.exp(v)
+
+
+def _mp_expm1(v):
+    return v.context.expm1(v) if abs(v) <= MP_EXP_ARGUMENT_LIMIT else _mp_exp(v)
+
+
+def _mp_tanh(v):
+    # |tanh v| rounds to 1 once 2 exp(-2|v|) is below half an ulp of 1
+    if abs(v) > v.context.prec:
+        return v.context.mpf(1) if v > 0 else v.context.mpf(-1)
+    return v.context.tanh(v)
+
+
 def _mp_sigmoid(v):
-    return 1 / (1 + v.context.exp(-v))
+    # exp(-v) is below half an ulp of 1 once v > prec (bits), so the rounded sigmoid is 1
+    return v.context.mpf(1) if v > v.context.prec else 1 / (1 + _mp_exp(-v))
 
 
 def _mp_log_sigmoid(v):
-    return -v.context.log1p(v.context.exp(-v)) if v >= 0 else v - v.context.log1p(v.context.exp(v))
+    return -v.context.log1p(_mp_exp(-v)) if v >= 0 else v - v.context.log1p(_mp_exp(v))
 
 
 def _mp_softplus(v):
-    return v + v.context.log1p(v.context.exp(-v)) if v >= 0 else v.context.log1p(v.context.exp(v))
+    return v + v.context.log1p(_mp_exp(-v)) if v >= 0 else v.context.log1p(_mp_exp(v))
 
 
 def _vectorise_mp(fun: Callable) -> Callable:
@@ -102,11 +126,11 @@ def _dispatch(float_impl: Callable, mp_impl: Callable) -> Callable:
     return apply
 
 
-exp = primitive(_on_elements(onp.exp, "exp"))
+exp = primitive(_dispatch(onp.exp, _mp_exp))
 log = primitive(_on_elements(onp.log, "log"))
 log1p = primitive(_on_elements(onp.log1p, "log1p"))
-expm1 = primitive(_on_elements(onp.expm1, "expm1"))
-tanh = primitive(_on_elements(onp.tanh, "tanh"))
+expm1 = primitive(_dispatch(onp.expm1, _mp_expm1))
+tanh = primitive(_dispatch(onp.tanh, _mp_tanh))
 atan = primitive(_on_elements(onp.arctan, "atan"))
 sqrt = primitive(_on_elements(onp.sqrt, "sqrt"))
 sigmoid = primitive(_dispatch(_sigmoid_float, _mp_sigmoid))
