@@ -1,5 +1,19 @@
-"""Error analysis: Jacobians and spectra, ground truth, error budgets."""
+"""Error analysis: Jacobians and spectra, ground truth, error budgets, per-layer attribution."""
 
-from lipflow.analysis.jacobian import JacobianSpectrum, jacobian, jacobian_spectrum, singular_values
+from lipflow.analysis.jacobian import (
+    BiSpectrum,
+    JacobianSpectrum,
+    forward_and_inverse_spectra,
+    jacobian,
+    jacobian_spectrum,
+    singular_values,
+)
 
-__all__ = ["JacobianSpectrum", "jacobian", "jacobian_spectrum", "singular_values"]
+__all__ = [
+    "BiSpectrum",
+    "JacobianSpectrum",
+    "forward_and_inverse_spectra",
+    "jacobian",
+    "jacobian_spectrum",
+    "singular_values",
+]

@@ -111,3 +111,46 @@ def jacobian_spectrum(
     matrices = jacobian(block, params, x, ctx=context, direction=direction)
     values, where = singular_values(matrices, context)
     return JacobianSpectrum(values, where, context.name)
+
+
+@dataclass(frozen=True)
+class BiSpectrum:
+    """Spectra of the forward Jacobian at x and of the inverse Jacobian at z = F(x), per sample.
+
+    Exactly, J_{F^-1}(z) = J_F(x)^-1, so ``inverse.sigma_max`` ~ 1 / ``forward.sigma_min``;
+    computed ones differ by the error of the inverse pass (and the forward pass that made z).
+    """
+
+    forward: JacobianSpectrum
+    inverse: JacobianSpectrum
+
+    def table(self) -> str:
+        """sigma_min, sigma_max and cond of both directions, one row per sample."""
+        lines = [f"{'sample':>6} {'fwd smin':>10} {'fwd smax':>10} {'fwd cond':>10} "
+                 f"{'inv smin':>10} {'inv smax':>10} {'inv cond':>10}"]
+        f, i = self.forward, self.inverse
+        for k in range(len(f.sigma_max)):
+            lines.append(f"{k:>6} {f.sigma_min[k]:>10.3g} {f.sigma_max[k]:>10.3g} {f.cond[k]:>10.3g} "
+                         f"{i.sigma_min[k]:>10.3g} {i.sigma_max[k]:>10.3g} {i.cond[k]:>10.3g}")
+        return "\n".join(lines)
+
+
+def forward_and_inverse_spectra(
+    block: Block, params: Params, x: Any, *, ctx: Precision | str | None = None
+) -> BiSpectrum:
+    """Singular values of J_F at each row of ``x`` and of J_{F^-1} at z = F(x), both at ``ctx``.
+
+    Example:
+        >>> import numpy as np, lipflow
+        >>> toy = lipflow.AffineCoupling(2, t=lipflow.Constant(0.123456789),
+        ...                              s=lipflow.Constant(0.1), scale="identity")
+        >>> spectra = forward_and_inverse_spectra(toy, toy.init(0), np.array([[1.0, 1.0]]))
+        >>> float(spectra.inverse.sigma_max[0])
+        10.0
+    """
+    x, context = check_input(x, block.dim, "forward_and_inverse_spectra", ctx)
+    z = block.forward(params, x, ctx=context)
+    return BiSpectrum(
+        forward=jacobian_spectrum(block, params, x, ctx=context, direction="forward"),
+        inverse=jacobian_spectrum(block, params, z, ctx=context, direction="inverse"),
+    )
