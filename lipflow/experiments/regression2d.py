@@ -1,0 +1,251 @@
+"""Figure 6: a Glow-like flow regresses the nearly singular map x -> (x_1, 1e-12 x_2).
+
+The paper's claim (Section 4.2, App. F): supervised training gives no incentive to keep the
+inverse stable, so the unregularised model's inverse explodes; adding the NF objective with a
+small coefficient (Sec. 3.3.2) or the bi-directional FD penalty (Eq. 6) keeps it invertible.
+The monitor tracks, during training, the float32 round-trip error ||x - F^-1(F(x))|| and the
+spectrum of J_F (sigma_min of J_F is 1 / Lip of the inverse at that point).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import autograd.numpy as anp
+import numpy as onp
+
+from lipflow.analysis.jacobian import jacobian_spectrum
+from lipflow.blocks import MLP, ActNorm, AffineCoupling, Block, Flow, Reverse, Sigmoid
+from lipflow.errors import LipflowError
+from lipflow.experiments.common import (
+    add_common_arguments,
+    positive_int,
+    reconstruction_errors,
+    save_figure,
+    stopwatch,
+    summarise_errors,
+    text_table,
+    write_csv,
+)
+from lipflow.experiments.data import regression_pairs
+from lipflow.precision import precision
+from lipflow.train import AdamConfig, FDRegulariser, fit, standard_normal_logpdf
+
+__all__ = [
+    "DESCRIPTION",
+    "FULL",
+    "MODELS",
+    "RegressionConfig",
+    "add_arguments",
+    "build_flow",
+    "run",
+    "run_regression",
+]
+
+DESCRIPTION = "Figure 6: exploding inverses on a nearly singular 2D regression; NF and FD regularisers"
+MODELS = ("none", "nf", "fd")
+LABELS = {"none": "unregularised", "nf": "NF-regularised", "fd": "FD-regularised"}
+EVAL_PRECISION = "float32"
+
+
+@dataclass(frozen=True)
+class RegressionConfig:
+    """Sizes; the defaults are CPU-sized, :data:`FULL` is the authors' set-up (THEORY-NOTES)."""
+
+    flow_steps: int = 4
+    steps: int = 300
+    n_train: int = 128
+    n_test: int = 500
+    n_monitor: int = 200
+    lr: float = 1e-2
+    nf_coeff: float = 1e-6
+    fd_coeff: float = 1e-4
+    fd_eps: float = 0.1
+    fd_every: int = 10
+    monitor_every: int = 25
+    models: tuple[str, ...] = MODELS
+
+
+FULL = RegressionConfig(flow_steps=24, steps=40_000, n_train=512, lr=1e-4, fd_every=1, monitor_every=1000)
+
+
+def build_flow(config: RegressionConfig) -> Flow:
+    """flow_steps x (ActNorm, reverse, affine coupling with MLPs 1-10-10-1 ReLU for t and s,
+    scale sigmoid(s + 2) + 1e-6), as the authors' Glow regression model."""
+    blocks: list[Block] = []
+    for _ in range(config.flow_steps):
+        blocks += [ActNorm(2, init_std=0.0), Reverse(2),
+                   AffineCoupling(2, t=MLP((10, 10), "relu"), s=MLP((10, 10), "relu"),
+                                  scale=Sigmoid(shift=2.0, bias=1e-6))]
+    return Flow(blocks)
+
+
+def _measure(flow: Flow, params: Any, x: onp.ndarray) -> dict[str, float]:
+    """Round-trip errors at float32 and float64 and the J_F spectrum (float64) on ``x``."""
+    low = summarise_errors(reconstruction_errors(flow, params, x, EVAL_PRECISION))
+    high = summarise_errors(reconstruction_errors(flow, params, x, "float64"))
+    spectrum = jacobian_spectrum(flow, params, x, ctx="float64")
+    cond, sigma_min = spectrum.cond, spectrum.sigma_min
+    finite = onp.isfinite(cond)
+    return {
+        "mean_error_f32": low["mean"], "max_error_f32": low["max"], "n_inf_f32": low["n_inf"],
+        "pct_inf_f32": low["pct_inf"], "mean_error_f64": high["mean"], "n_inf_f64": high["n_inf"],
+        "median_cond": float(onp.median(cond[finite])) if finite.any() else math.nan,
+        "worst_cond": float(onp.max(cond[finite])) if finite.any() else math.nan,
+        "n_cond_nonfinite": int(onp.sum(~finite)),
+        "min_sigma_min": float(onp.nanmin(sigma_min)) if onp.any(onp.isfinite(sigma_min)) else math.nan,
+    }
+
+
+def run_regression(config: RegressionConfig, seed: int = 0, progress: bool = True) -> dict[str, Any]:
+    """Train each model on the same data from the same initialisation; monitor and evaluate."""
+    x, y = regression_pairs(config.n_train, onp.random.default_rng(seed))
+    x_test, y_test = regression_pairs(config.n_test, onp.random.default_rng(seed + 1))
+    x_monitor = x_test[: config.n_monitor]
+    flow = build_flow(config)
+    ctx = precision("float64")
+    fd = FDRegulariser(config.fd_coeff, config.fd_coeff, config.fd_eps, every=config.fd_every)
+    rows, history, outputs, test_errors = [], [], {}, {}
+    for name in config.models:
+
+        def objective(p: Any, noise: Any, step: int, name: str = name) -> Any:
+            z, logdet = flow.forward_and_logdet(p, x, ctx=ctx)
+            loss = anp.mean(anp.sum((z - y) ** 2, axis=1))
+            if name == "nf":
+                loss = loss + config.nf_coeff * anp.mean(-(standard_normal_logpdf(z, ctx) + logdet))
+            if name == "fd" and fd.active(step):
+                loss = loss + fd(flow, p, x, noise, ctx=ctx)
+            return loss
+
+        def monitor(step: int, p: Any) -> dict[str, float]:
+            return _measure(flow, p, x_monitor)
+
+        with stopwatch() as clock:
+            result = fit(objective, flow.init(seed), lambda step, rng: fd.directions(rng, x.shape),
+                         steps=config.steps, adam=AdamConfig(lr=config.lr), seed=seed, monitor=monitor,
+                         monitor_every=config.monitor_every, progress=progress, description=f"regression2d {name}")
+        for record in result.records:
+            step = int(record["step"])
+            history.append({"model": name, **record,
+                            "train_loss": result.losses[min(step, len(result.losses) - 1)] if result.losses
+                            else math.nan})
+        params = result.params
+        with onp.errstate(all="ignore"):
+            z_test = flow.forward(params, x_test, ctx=ctx)
+        outputs[name] = z_test
+        test_errors[name] = reconstruction_errors(flow, params, x_test, EVAL_PRECISION)
+        final = _measure(flow, params, x_test)
+        rows.append({"model": name, "test_mse": float(onp.mean(onp.sum((z_test - y_test) ** 2, axis=1))),
+                     **final, "skipped_steps": result.nonfinite_steps, "train_seconds": clock["seconds"]})
+    return {"rows": rows, "history": history, "x_test": x_test, "outputs": outputs,
+            "test_errors": test_errors, "config": config}
+
+
+def plot_regression(results: dict[str, Any]) -> Any:
+    """Left: float32 round-trip error and worst-point cond(J_F) against the training step.
+    Right, per model: the learned map F(x) (top) and the test points coloured by their float32
+    round-trip error (bottom, clipped to [1e-8, 1], non-finite in magenta)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    config, x = results["config"], results["x_test"]
+    models = list(results["outputs"])
+    figure, axes = plt.subplots(2, len(models) + 1, figsize=(4.0 * (len(models) + 1), 7.6),
+                                constrained_layout=True)
+    for index, name in enumerate(models):
+        records = [r for r in results["history"] if r["model"] == name]
+        steps = [r["step"] for r in records]
+        colour, width = f"C{index}", 3.0 - 0.9 * index  # wider first, so coinciding curves stay visible
+        axes[0, 0].semilogy(steps, [r["mean_error_f32"] for r in records], "o-", ms=3, lw=width, color=colour,
+                            label=LABELS[name])
+        axes[1, 0].semilogy(steps, [r["worst_cond"] for r in records], "o-", ms=3, lw=width, color=colour,
+                            label=f"{LABELS[name]}, worst")
+        axes[1, 0].semilogy(steps, [r["median_cond"] for r in records], "--", color=colour, alpha=0.7,
+                            label=f"{LABELS[name]}, median")
+    axes[0, 0].set_title(f"mean ||x - F^-1(F(x))|| at {EVAL_PRECISION}\n({config.n_monitor} test points)",
+                         fontsize=10)
+    axes[1, 0].set_title("cond(J_F) over the test points", fontsize=10)
+    for axis in axes[:, 0]:
+        axis.set_xlabel("training step")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=6)
+    cmap = plt.get_cmap("viridis").with_extremes(bad="magenta")
+    image = None
+    for column, name in enumerate(models, start=1):
+        z = results["outputs"][name]
+        row = next(r for r in results["rows"] if r["model"] == name)
+        top = axes[0, column]
+        top.scatter(z[:, 0], z[:, 1], s=4, c=x[:, 1], cmap="coolwarm")
+        top.set_title(f"{LABELS[name]}: learned map F(x)\n(colour: x_2; target z_2 = 1e-12 x_2)", fontsize=9)
+        top.set_xlabel("z_1")
+        top.set_ylabel("z_2")
+        errors = results["test_errors"][name]
+        shown = onp.clip(onp.where(onp.isfinite(errors), errors, onp.nan), 1e-8, 1.0)
+        bottom = axes[1, column]
+        image = bottom.scatter(x[:, 0], x[:, 1], s=6, c=shown, cmap=cmap, norm=LogNorm(1e-8, 1.0),
+                               plotnonfinite=True)
+        bottom.set_title(f"round-trip error at {EVAL_PRECISION}: mean {row['mean_error_f32']:.2g}\n"
+                         f"worst cond {row['worst_cond']:.2g}, non-finite {row['n_inf_f32']} of {len(errors)}",
+                         fontsize=9)
+        bottom.set_xlabel("x_1")
+        bottom.set_ylabel("x_2")
+        bottom.set_aspect("equal")
+    figure.colorbar(image, ax=axes[1, -1], label=f"||x - F^-1(F(x))||_2, {EVAL_PRECISION} (magenta: inf/nan)")
+    figure.suptitle(f"2D regression onto a line ({config.flow_steps} Glow steps, {config.steps} Adam steps, "
+                    f"lr {config.lr:g}; NF coeff {config.nf_coeff:g}, FD coeff {config.fd_coeff:g} "
+                    f"every {config.fd_every})", fontsize=11)
+    return figure
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common_arguments(parser, "regression2d")
+    parser.add_argument("--steps", type=positive_int, help="full-batch Adam steps (default 300; --full: 40000)")
+    parser.add_argument("--flow-steps", type=positive_int,
+                        help="(ActNorm, reverse, affine coupling) steps (default 4; --full: 24)")
+    parser.add_argument("--lr", type=float, help="Adam learning rate (default 1e-2; --full: 1e-4)")
+    parser.add_argument("--n-train", type=positive_int, help="training pairs (default 128; --full: 512)")
+    parser.add_argument("--nf-coeff", type=float, help="NF regulariser coefficient (default 1e-6)")
+    parser.add_argument("--fd-coeff", type=float, help="FD regulariser coefficient, both directions (default 1e-4)")
+    parser.add_argument("--fd-every", type=positive_int, help="apply the FD penalty every k steps (default 10)")
+    parser.add_argument("--monitor-every", type=positive_int, help="monitor every k steps (default 25)")
+    parser.add_argument("--models", nargs="+", choices=MODELS, help="which models (default: all three)")
+
+
+def config_from_args(args: argparse.Namespace) -> RegressionConfig:
+    config = FULL if args.full else RegressionConfig()
+    keys = ("steps", "flow_steps", "lr", "n_train", "nf_coeff", "fd_coeff", "fd_every", "monitor_every")
+    changes = {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
+    if args.models:
+        changes["models"] = tuple(args.models)
+    if "lr" in changes and not (math.isfinite(changes["lr"]) and changes["lr"] > 0):
+        raise LipflowError(f"--lr must be a positive number, got {changes['lr']}")
+    for key in ("nf_coeff", "fd_coeff"):
+        if key in changes and not (math.isfinite(changes[key]) and changes[key] >= 0):
+            raise LipflowError(f"--{key.replace('_', '-')} must be a finite number >= 0, got {changes[key]}")
+    return replace(config, **changes)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    out = Path(args.out)
+    with stopwatch() as clock:
+        results = run_regression(config, seed=args.seed, progress=not args.no_progress)
+    write_csv(out / "regression2d.csv", results["rows"])
+    write_csv(out / "regression2d_history.csv", results["history"])
+    save_figure(plot_regression(results), out / "regression2d.png")
+    print(text_table(results["history"], ["model", "step", "train_loss", "mean_error_f32", "n_inf_f32",
+                                           "median_cond", "worst_cond", "min_sigma_min"]))
+    print(f"\nfinal, on {config.n_test} test points (errors at {EVAL_PRECISION} and float64; cond of J_F in float64):")
+    print(text_table(results["rows"], ["model", "test_mse", "mean_error_f32", "max_error_f32", "n_inf_f32",
+                                       "pct_inf_f32", "mean_error_f64", "median_cond", "worst_cond",
+                                       "min_sigma_min", "skipped_steps", "train_seconds"]))
+    print(f"\nwrote {out / 'regression2d.csv'}, {out / 'regression2d_history.csv'} and {out / 'regression2d.png'} "
+          f"in {clock['seconds']:.0f} s")
+    return 0
