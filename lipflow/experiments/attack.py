@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from lipflow.blocks import Flow
 from lipflow.errors import LipflowError
 from lipflow.experiments.common import (
     add_common_arguments,
+    check_positive,
     positive_int,
     reconstruction_errors,
     save_figure,
@@ -40,14 +40,20 @@ from lipflow.experiments.common import (
     write_csv,
 )
 from lipflow.experiments.data import load_digits
-from lipflow.experiments.digit_flows import DIGIT_MODELS, DigitFlowConfig, single_threaded_blas, train_digit_flow
+from lipflow.experiments.digit_flows import (
+    FULL,
+    DigitFlowConfig,
+    add_digit_flow_arguments,
+    digit_flow_config,
+    single_threaded_blas,
+    train_digit_flow,
+)
 from lipflow.precision import precision
 
 __all__ = ["DESCRIPTION", "FULL", "add_arguments", "attack_images", "plot_attack", "run", "run_attack",
            "simulated_rounding_error"]
 
 DESCRIPTION = "Appendix E: invertibility attack inside the dequantisation box against affine and residual flows"
-FULL = DigitFlowConfig(depth=16, hidden=(256, 256), steps=5000, batch=256)
 FLOAT32_UNIT_ROUNDOFF = 2.0**-24
 COLOURS = {"affine": "tab:red", "additive": "tab:blue", "residual": "tab:green"}
 
@@ -206,12 +212,7 @@ def plot_attack(results: dict[str, Any]) -> Any:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser, "attack")
-    parser.add_argument("--depth", type=positive_int, help="flow steps per model (default 4; --full: 16)")
-    parser.add_argument("--steps", type=positive_int, help="Adam steps per model (default 300; --full: 5000)")
-    parser.add_argument("--batch", type=positive_int, help="batch size (default 128; --full: 256)")
-    parser.add_argument("--hidden", type=positive_int, nargs="+", help="hidden widths (default 64; --full: 256 256)")
-    parser.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
-    parser.add_argument("--models", nargs="+", choices=DIGIT_MODELS, help="which flows (default: affine residual)")
+    add_digit_flow_arguments(parser, "affine residual")
     parser.add_argument("--images", type=positive_int, default=32, help="test digits attacked (default 32)")
     parser.add_argument("--attack-steps", type=positive_int, help="sign-gradient steps (default 100; --full: 200)")
     parser.add_argument("--step-fraction", type=float, default=0.25,
@@ -221,16 +222,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = FULL if args.full else DigitFlowConfig()
-    changes = {key: getattr(args, key) for key in ("depth", "steps", "batch") if getattr(args, key)}
-    if args.hidden:
-        changes["hidden"] = tuple(args.hidden)
-    for flag, value in (("--lr", args.lr), ("--step-fraction", args.step_fraction), ("--threshold", args.threshold)):
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise LipflowError(f"{flag} must be a positive number, got {value}")
-    if args.lr is not None:
-        changes["lr"] = args.lr
-    config = replace(config, **changes)
+    config = digit_flow_config(args)
+    check_positive("--step-fraction", args.step_fraction)
+    check_positive("--threshold", args.threshold)
     models = tuple(args.models) if args.models else ("affine", "residual")
     steps = args.attack_steps or (200 if args.full else 100)
     out = Path(args.out)

@@ -23,6 +23,8 @@ from lipflow.analysis import jacobian_spectrum
 from lipflow.errors import LipflowError
 from lipflow.experiments.common import (
     add_common_arguments,
+    check_non_negative,
+    check_positive,
     positive_int,
     reconstruction_errors,
     save_figure,
@@ -297,11 +299,9 @@ def config_from_args(args: argparse.Namespace) -> ClassifierConfig:
     for key in ("hidden", "architectures", "regularisers"):
         if getattr(args, key):
             changes[key] = tuple(getattr(args, key))
-    if "lr" in changes and not (math.isfinite(changes["lr"]) and changes["lr"] > 0):
-        raise LipflowError(f"--lr must be a positive number, got {changes['lr']}")
+    check_positive("--lr", changes.get("lr"))
     for key in ("fd_coeff", "nf_coeff"):
-        if key in changes and not (math.isfinite(changes[key]) and changes[key] >= 0):
-            raise LipflowError(f"--{key.replace('_', '-')} must be a finite number >= 0, got {changes[key]}")
+        check_non_negative(f"--{key.replace('_', '-')}", changes.get(key))
     if changes.get("head_dims", config.head_dims) > 64:
         raise LipflowError(f"--head-dims must be at most 64 (the digits' dimension), got {changes['head_dims']}")
     return replace(config, **changes)

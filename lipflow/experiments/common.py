@@ -23,6 +23,8 @@ from lipflow.precision import Precision, precision
 __all__ = [
     "ErrorSummary",
     "add_common_arguments",
+    "check_non_negative",
+    "check_positive",
     "coupling_flow",
     "positive_int",
     "reconstruction_errors",
@@ -44,6 +46,18 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+def check_positive(flag: str, value: float | None) -> None:
+    """A LipflowError naming ``flag`` unless ``value`` (when given) is a positive finite number."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise LipflowError(f"{flag} must be a positive number, got {value}")
+
+
+def check_non_negative(flag: str, value: float | None) -> None:
+    """A LipflowError naming ``flag`` unless ``value`` (when given) is a finite number >= 0."""
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise LipflowError(f"{flag} must be a finite number >= 0, got {value}")
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, name: str) -> None:

@@ -5,9 +5,10 @@ residual flow, trained with the NF loss (Eq. 7) on dequantised digits. Nothing i
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import autograd.numpy as anp
@@ -16,7 +17,7 @@ import numpy as onp
 from lipflow.blocks import MLP, ActNorm, AdditiveCoupling, AffineCoupling, Block, Flow, Permutation, Residual, Sigmoid
 from lipflow.blocks.conditioners import ACTIVATIONS
 from lipflow.errors import LipflowError
-from lipflow.experiments.common import stopwatch
+from lipflow.experiments.common import check_positive, positive_int, stopwatch
 from lipflow.experiments.data import Digits
 from lipflow.precision import Precision, precision
 from lipflow.train import AdamConfig, bits_per_dim, fit, nf_loss
@@ -25,11 +26,14 @@ from lipflow.train.losses import standard_normal_logpdf
 __all__ = [
     "DIGIT_DIM",
     "DIGIT_MODELS",
+    "FULL",
     "DigitFlowConfig",
     "TrainedDigitFlow",
+    "add_digit_flow_arguments",
     "build_digit_flow",
     "data_init_actnorms",
     "dequantise",
+    "digit_flow_config",
     "estimated_nf_loss",
     "single_threaded_blas",
     "train_digit_flow",
@@ -51,6 +55,32 @@ class DigitFlowConfig:
     residual_coeff: float = 0.9
     series_terms: int = 6
     train_precision: str = "float32"
+
+
+#: the authors' sizes (``--full``) for the digit flows of ``attack`` and ``ood``
+FULL = DigitFlowConfig(depth=16, hidden=(256, 256), steps=5000, batch=256)
+
+
+def add_digit_flow_arguments(parser: argparse.ArgumentParser, default_models: str) -> None:
+    """The flags that size and train the digit flows, shared by ``attack`` and ``ood``."""
+    parser.add_argument("--depth", type=positive_int, help="flow steps per model (default 4; --full: 16)")
+    parser.add_argument("--steps", type=positive_int, help="Adam steps per model (default 300; --full: 5000)")
+    parser.add_argument("--batch", type=positive_int, help="batch size (default 128; --full: 256)")
+    parser.add_argument("--hidden", type=positive_int, nargs="+", help="hidden widths (default 64; --full: 256 256)")
+    parser.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
+    parser.add_argument("--models", nargs="+", choices=DIGIT_MODELS, help=f"which flows (default: {default_models})")
+
+
+def digit_flow_config(args: argparse.Namespace) -> DigitFlowConfig:
+    """The :class:`DigitFlowConfig` of the flags of :func:`add_digit_flow_arguments` (and ``--full``)."""
+    config = FULL if args.full else DigitFlowConfig()
+    changes = {key: getattr(args, key) for key in ("depth", "steps", "batch") if getattr(args, key)}
+    if args.hidden:
+        changes["hidden"] = tuple(args.hidden)
+    check_positive("--lr", args.lr)
+    if args.lr is not None:
+        changes["lr"] = args.lr
+    return replace(config, **changes)
 
 
 @dataclass

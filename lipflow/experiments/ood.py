@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import numpy as onp
 from lipflow.errors import LipflowError
 from lipflow.experiments.common import (
     add_common_arguments,
+    check_positive,
     positive_int,
     reconstruction_errors,
     save_figure,
@@ -31,7 +31,10 @@ from lipflow.experiments.data import load_digits
 from lipflow.experiments.digit_flows import (
     DIGIT_DIM,
     DIGIT_MODELS,
+    FULL,
     DigitFlowConfig,
+    add_digit_flow_arguments,
+    digit_flow_config,
     single_threaded_blas,
     train_digit_flow,
 )
@@ -40,7 +43,6 @@ __all__ = ["DESCRIPTION", "FULL", "INPUT_SETS", "add_arguments", "noise_inputs",
 
 DESCRIPTION = "Figure 4 right: reconstruction error and share of Inf of digit flows on test digits and on noise"
 INPUT_SETS = ("digits (test)", "uniform", "gaussian", "rademacher")
-FULL = DigitFlowConfig(depth=16, hidden=(256, 256), steps=5000, batch=256)
 COLOURS = {"affine": "tab:red", "additive": "tab:blue", "residual": "tab:green"}
 
 
@@ -137,34 +139,16 @@ def plot_ood(results: dict[str, Any]) -> Any:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser, "ood")
-    parser.add_argument("--depth", type=positive_int, help="flow steps per model (default 4; --full: 16)")
-    parser.add_argument("--steps", type=positive_int, help="Adam steps per model (default 300; --full: 5000)")
-    parser.add_argument("--batch", type=positive_int, help="batch size (default 128; --full: 256)")
-    parser.add_argument("--hidden", type=positive_int, nargs="+", help="hidden widths (default 64; --full: 256 256)")
-    parser.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
-    parser.add_argument("--models", nargs="+", choices=DIGIT_MODELS, help="which flows (default: all three)")
+    add_digit_flow_arguments(parser, "all three")
     parser.add_argument("--noise", type=positive_int, default=500, help="images per noise set (default 500)")
     parser.add_argument("--noise-width", type=float, default=0.5,
                         help="noise spread w around mid-grey 0.5 (default 0.5: the pixel range)")
     parser.add_argument("--float64", action="store_true", help="also measure the round trip at float64")
 
 
-def config_from_args(args: argparse.Namespace) -> DigitFlowConfig:
-    config = FULL if args.full else DigitFlowConfig()
-    changes = {key: getattr(args, key) for key in ("depth", "steps", "batch") if getattr(args, key)}
-    if args.hidden:
-        changes["hidden"] = tuple(args.hidden)
-    if args.lr is not None:
-        if not (math.isfinite(args.lr) and args.lr > 0):
-            raise LipflowError(f"--lr must be a positive number, got {args.lr}")
-        changes["lr"] = args.lr
-    return replace(config, **changes)
-
-
 def run(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
-    if not (math.isfinite(args.noise_width) and args.noise_width > 0):
-        raise LipflowError(f"--noise-width must be a positive number, got {args.noise_width}")
+    config = digit_flow_config(args)
+    check_positive("--noise-width", args.noise_width)
     models = tuple(args.models) if args.models else DIGIT_MODELS
     precisions = ("float32", "float64") if args.float64 else ("float32",)
     out = Path(args.out)

@@ -20,9 +20,10 @@ import numpy as onp
 
 from lipflow.analysis.jacobian import jacobian_spectrum
 from lipflow.blocks import MLP, ActNorm, AffineCoupling, Block, Flow, Reverse, Sigmoid
-from lipflow.errors import LipflowError
 from lipflow.experiments.common import (
     add_common_arguments,
+    check_non_negative,
+    check_positive,
     positive_int,
     reconstruction_errors,
     save_figure,
@@ -224,11 +225,9 @@ def config_from_args(args: argparse.Namespace) -> RegressionConfig:
     changes = {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
     if args.models:
         changes["models"] = tuple(args.models)
-    if "lr" in changes and not (math.isfinite(changes["lr"]) and changes["lr"] > 0):
-        raise LipflowError(f"--lr must be a positive number, got {changes['lr']}")
+    check_positive("--lr", changes.get("lr"))
     for key in ("nf_coeff", "fd_coeff"):
-        if key in changes and not (math.isfinite(changes[key]) and changes[key] >= 0):
-            raise LipflowError(f"--{key.replace('_', '-')} must be a finite number >= 0, got {changes[key]}")
+        check_non_negative(f"--{key.replace('_', '-')}", changes.get(key))
     return replace(config, **changes)
 
 
