@@ -155,3 +155,20 @@ def train(model: Any, steps: int = 30, lr: float = 3e-3, seed: int = 0) -> Any:
         loss.backward()
         optimiser.step()
     return model
+
+
+Map = Callable[[torch.Tensor], torch.Tensor]
+
+
+def native(library: str, model: Any) -> tuple[Map, Map]:
+    """(data -> latent, latent -> data) written directly against each library's own API, for
+    checks that do not go through lipflow's adapters."""
+    if library == "zuko":
+        return (lambda x: model().transform(x)), (lambda z: model().transform.inv(z))
+    if library == "nflows":
+        return (lambda x: model._transform(x)[0]), (lambda z: model._transform.inverse(z)[0])
+    if library == "normflows":
+        return model.inverse, model.forward
+    if library == "FrEIA":
+        return (lambda x: model(x)[0]), (lambda z: model(z, rev=True)[0])
+    raise KeyError(library)

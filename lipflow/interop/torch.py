@@ -47,10 +47,12 @@ from lipflow.interop.torch_measure import measurement_mode, resolve_device  # no
 from lipflow.interop.torch_memsave import gradient_angle, memory_saving_forward  # noqa: E402
 from lipflow.interop.torch_regularisers import fd_penalty, nf_loss  # noqa: E402
 from lipflow.interop.torch_residual import TorchResidual  # noqa: E402
+from lipflow.interop.torch_thirdparty import ThirdPartyReport, audit  # noqa: E402
 
 __all__ = [
     "AuditReport",
     "InvertibleModule",
+    "ThirdPartyReport",
     "TorchActNorm",
     "TorchAdditiveCoupling",
     "TorchAffineCoupling",
@@ -60,6 +62,7 @@ __all__ = [
     "TorchPermutation",
     "TorchResidual",
     "TorchSpectrum",
+    "audit",
     "audit_invertible",
     "error_budget",
     "fd_penalty",
