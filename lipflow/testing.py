@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,15 @@ DEFAULT_OPS = 32
 
 
 # ---- a model: a lipflow block or plain functions ---------------------------------------------
+
+
+def _torch_case(model: Any, x: Any) -> bool:
+    """A torch model or tensor (checked without importing torch): handled by lipflow.interop.torch_testing."""
+    if "torch" not in sys.modules:
+        return False
+    from lipflow.interop.torch_testing import is_torch_case
+
+    return is_torch_case(model, x)
 
 
 def _accepts_ctx(fun: Callable) -> bool:
@@ -140,6 +150,11 @@ def assert_invertible(model: Any, x: Any, *, params: Params = None, inverse: Cal
     non-finite reconstruction always fails. For a rigorous check against ground truth use
     :func:`assert_error_bound`.
     """
+    if _torch_case(model, x):
+        from lipflow.interop import torch_testing
+
+        return torch_testing.assert_invertible(model, x, inverse=inverse, ctx=ctx, ops=ops,
+                                               lipschitz_inverse=lipschitz_inverse)
     maps = _maps(model, params, inverse, None, "assert_invertible")
     if maps.inverse is None:
         raise LipflowError("assert_invertible: pass inverse=your_inverse_function")
@@ -219,6 +234,11 @@ def assert_error_bound(model: Any, x: Any, *, params: Params = None, inverse: Ca
     the bound vacuous (delta or delta2 is infinite); they fail only with ``allow_nonfinite=False``.
     Samples whose reference does not stabilise fail unless ``allow_undecided``.
     """
+    if _torch_case(model, x):
+        from lipflow.interop import torch_testing
+
+        return torch_testing.assert_error_bound(model, x, inverse=inverse, ctx=ctx, lipschitz_inverse=lipschitz_inverse,
+                                                allow_nonfinite=allow_nonfinite)
     maps = _maps(model, params, inverse, None, "assert_error_bound")
     x, context = _working(x, ctx, "assert_error_bound")
     if maps.block is not None:
@@ -275,6 +295,10 @@ def assert_logdet(model: Any, x: Any, *, params: Params = None, logdet: Callable
     ``autograd.numpy``. The tolerance is the first-order model: each of the O(dim) log terms errs
     by at most gamma_ops relative, plus one unit of absolute error per term.
     """
+    if logdet is None and _torch_case(model, x):
+        from lipflow.interop import torch_testing
+
+        return torch_testing.assert_logdet(model, x, ctx=ctx, ops=ops)
     maps = _maps(model, params, None, logdet, "assert_logdet")
     if maps.logdet is None:
         raise LipflowError("assert_logdet: pass logdet=your_logdet_function (or a lipflow block with params)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import types
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -73,7 +74,7 @@ def floating_tensors(obj: Any, limit: int = 10000) -> Iterator[Tensor]:
     stack = [obj]
     while stack and len(seen) < limit:
         item = stack.pop()
-        if id(item) in seen:
+        if id(item) in seen or isinstance(item, (types.ModuleType, type)):
             continue
         seen.add(id(item))
         if isinstance(item, torch.nn.Module):
@@ -121,7 +122,7 @@ def majority_dtype(obj: Any, dtype: torch.dtype | None, who: str) -> tuple[torch
 
 
 def _double_in_place(obj: Any, seen: set[int]) -> None:
-    if id(obj) in seen:
+    if id(obj) in seen or isinstance(obj, (types.ModuleType, type)):
         return
     seen.add(id(obj))
     if isinstance(obj, torch.nn.Module):
