@@ -156,3 +156,28 @@ def test_unsupported_model_names_what_is_supported() -> None:
         audit(torch.nn.Linear(2, 2), data(4))
     with pytest.raises(LipflowError, match="unknown input kind"):
         audit((torch.sinh, torch.asinh), data(4), inputs=("moons",))
+
+
+def test_newton_reference_certificate_and_split() -> None:
+    """lem:newton-certificate: Newton on F(x) = x + 0.5 tanh(A x) recovers a known preimage from a
+    poor start, the certificate is at the size of the true error, and delta2 splits into its
+    algorithmic and rounding parts within the triangle inequality."""
+    from lipflow.interop.torch_reference import newton_reference
+
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(3, 3, generator=gen, dtype=torch.float64) / 3
+
+    def forward(v):
+        return v + 0.5 * torch.tanh(v @ a.T)
+
+    x_true = torch.randn(16, 3, generator=gen, dtype=torch.float64)
+    z = forward(x_true)
+    ref = newton_reference(forward, z, {"poor": x_true + 0.3, "worse": x_true - 1.0})
+    error = (ref.x - x_true).norm(dim=1)
+    assert float(error.max()) < 1e-13 and bool((ref.steps > 0).all())
+    assert float(ref.certificate.max()) < 1e-13 and set(ref.start) == {"poor"}
+    # a start that is the exact preimage is kept (residual at float64 rounding)
+    assert float((newton_reference(forward, z, {"exact": x_true}).x - x_true).norm(dim=1).max()) < 1e-14
+    report = audit(build("FrEIA", "allinone", 0), data(8))
+    v = report.values
+    assert np.all(np.abs(v["delta2"] - v["algorithmic"]) <= v["delta2_rounding"] * (1 + 1e-12) + 1e-300)

@@ -39,6 +39,7 @@ API_MODULES: tuple[str, ...] = (
     "lipflow.sweep",
     "lipflow.train",
     "lipflow.interop.torch",
+    "lipflow.interop.adapters",
     "lipflow.errors",
 )
 

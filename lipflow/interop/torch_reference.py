@@ -8,9 +8,9 @@ certified a posteriori from the forward residual r = F(x_hat) - z:
     ||x_hat - F^-1(z)|| <= ||J_F(x_hat)^-1|| ||r|| + O(||r||^2)        (first order)
 
 so ``certificate = ||r|| / sigma_min(J_F(x_hat))`` is an *estimate* of the reference's own error
-(the second-order term and the rounding of F in float64 are not bounded; see
-``theory/lem-newton-certificate.md``). The model's inverse error is then measured against x_hat,
-so a truncated iteration or a rounded constant in the inverse shows up as an error of its own.
+(the second-order term and the rounding of F in float64 are not bounded: lem:newton-certificate).
+The model's inverse error is then measured against x_hat, so a truncated iteration or a rounded
+constant in the inverse shows up as an error of its own.
 
 Jacobians are formed per sample by one reverse-mode product per output coordinate: samples must
 not interact (evaluation mode; no batch statistics).
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from lipflow.errors import LipflowError
 from lipflow.interop import require_torch
+from lipflow.interop.newton_certificate import first_order_certificate
 
 require_torch()
 import torch  # noqa: E402
@@ -137,7 +138,8 @@ def newton_reference(
     good = finite & torch.isfinite(jacobian).all(dim=(1, 2))
     if bool(good.any()):
         sigma_min = torch.linalg.svdvals(jacobian[good])[:, -1]
-        certificate[good] = torch.where(sigma_min > 0, best_res[good] / sigma_min, torch.inf)
+        certificate[good] = torch.from_numpy(
+            first_order_certificate(best_res[good].cpu().numpy(), sigma_min.cpu().numpy())).to(z.device)
     best[~finite] = float("nan")
     return NewtonReference(x=best, residual=best_res, certificate=certificate, jacobian=jacobian, steps=steps,
                            start=chosen)

@@ -257,7 +257,9 @@ def audit(
         dtype: the working dtype (default: the floating parameters' majority; x's dtype for
             parameter-free callables).
         inputs: "all" or a subset of :data:`~lipflow.interop.torch_inputs.INPUT_KINDS`.
-        radius, noise_scale: see :func:`~lipflow.interop.torch_inputs.audit_inputs`.
+        radius: the largest ring radius and grid half-width (see
+            :func:`~lipflow.interop.torch_inputs.audit_inputs`).
+        noise_scale: the scale of the noise inputs.
         box: the dequantisation box half-width for "box-attack" (default: half a bin of 256
             levels over the data's range, (max - min) / 512).
         ops: operations per output in the float64 rounding model gamma_ops (Lip ||z|| + ||x||)
@@ -265,6 +267,7 @@ def audit(
             rounding; the default 256 is deliberately generous, so that rounding of a deep float64
             pass is not called algorithmic (an estimate, like the model).
         newton_steps: Newton steps at most for the reference.
+        seed: seed of the noise inputs and of the box search.
         max_dim: above this many features per sample, no Jacobians are formed: the spectra are
             Lanczos estimates and the reference is the model's own float64 inverse (said so).
     """
