@@ -436,7 +436,7 @@ def test_audit_of_a_zuko_transform() -> None:
     report = audit_invertible(transform, transform.inv, x, reference=(transform64, transform64.inv))
     summary = report.summary()
     assert summary["reconstruction"]["n_inf"] == 0 and summary["reconstruction"]["n_nan"] == 0
-    assert report.forward_spectrum.kind == "exact"
+    assert report.forward_spectrum.kind == "estimate"  # a float32 Jacobian: not exact
     # sigma_max(J_F^-1(F(x))) = 1 / sigma_min(J_F(x)), to float32 rounding amplified by cond
     product = report.inverse_spectrum.sigma_max * report.forward_spectrum.sigma_min
     cond = report.forward_spectrum.cond

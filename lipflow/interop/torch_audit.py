@@ -22,6 +22,7 @@ require_torch()
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+from lipflow.interop.adapters._common import first_tensor  # noqa: E402
 from lipflow.interop.torch_diagnostics import TorchSpectrum, jacobian_spectrum, row_norms, summarise  # noqa: E402
 from lipflow.interop.torch_measure import measurement_mode  # noqa: E402
 
@@ -76,10 +77,10 @@ class _Callables(torch.nn.Module):
         self._forward, self._inverse = forward, inverse
 
     def forward(self, x: Tensor) -> Tensor:
-        return self._forward(x)
+        return first_tensor(self._forward(x), "forward")
 
     def inverse(self, z: Tensor) -> Tensor:
-        return self._inverse(z)
+        return first_tensor(self._inverse(z), "inverse")
 
 
 def audit_invertible(
@@ -110,6 +111,7 @@ def audit_invertible(
     if not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[0] < 1:
         raise LipflowError("audit_invertible needs a batch tensor x of shape (n, ...) with n >= 1")
     adapter = _Callables(forward, inverse)
+    forward, inverse = adapter.forward, adapter.inverse  # (output, logdet) tuples unwrapped
     with measurement_mode() as settings:
         with torch.no_grad():
             z = forward(x)
@@ -126,8 +128,10 @@ def audit_invertible(
             forward64, inverse64 = reference
             with torch.no_grad():
                 x64 = x.to(torch.float64)
-                delta = row_norms(forward64(x64) - z.to(torch.float64))
-                delta2 = row_norms(inverse64(z.to(torch.float64)) - inverse(z).to(torch.float64))
+                z64 = first_tensor(forward64(x64), "reference forward")
+                delta = row_norms(z64 - z.to(torch.float64))
+                x1 = first_tensor(inverse64(z.to(torch.float64)), "reference inverse")
+                delta2 = row_norms(x1 - inverse(z).to(torch.float64))
     return AuditReport(
         reconstruction=reconstruction,
         reverse_reconstruction=reverse,

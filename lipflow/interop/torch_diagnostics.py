@@ -69,6 +69,33 @@ def summarise(values: onp.ndarray) -> dict[str, float | int]:
     return stats
 
 
+THIRD_PARTY = ("zuko", "nflows", "normflows", "FrEIA")
+
+
+class _Adapted:
+    """A third-party flow seen with lipflow's conventions: call = data -> latent, ``inverse``."""
+
+    def __init__(self, flow: Any) -> None:
+        self.flow = flow
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.flow.forward(x)
+
+    def inverse(self, z: Tensor) -> Tensor:
+        return self.flow.inverse(z)
+
+
+def as_invertible(module: Any) -> Any:
+    """zuko / nflows / normflows / FrEIA objects through :func:`lipflow.interop.adapters.adapt`
+    (tuple outputs unwrapped, each library's direction convention applied); others unchanged."""
+    from lipflow.interop.adapters import adapt
+    from lipflow.interop.adapters._common import from_library
+
+    if any(from_library(module, name) for name in THIRD_PARTY):
+        return _Adapted(adapt(module))
+    return module
+
+
 def _needs_inverse(module: Any, who: str) -> None:
     if not callable(getattr(module, "inverse", None)):
         raise LipflowError(
@@ -78,13 +105,20 @@ def _needs_inverse(module: Any, who: str) -> None:
 
 
 def _module_dtype(module: Any) -> torch.dtype:
-    for tensor in [*module.parameters(), *module.buffers()]:
-        if tensor.is_floating_point():
-            return tensor.dtype
-    return torch.get_default_dtype()
+    """The dtype holding most floating parameter elements (a tie raises; see ``majority_dtype``)."""
+    from lipflow.interop.adapters._common import majority_dtype
+
+    if isinstance(module, _Adapted):
+        return module.flow.dtype
+    dtype, _ = majority_dtype(module, None, "error_budget")
+    return dtype if dtype is not None else torch.get_default_dtype()
 
 
 def _module_device(module: Any) -> torch.device:
+    if isinstance(module, _Adapted):
+        module = module.flow.module
+        if module is None:
+            return torch.device("cpu")
     for tensor in [*module.parameters(), *module.buffers()]:
         return tensor.device
     return torch.device("cpu")
@@ -92,6 +126,7 @@ def _module_device(module: Any) -> torch.device:
 
 def reconstruction_error(module: Any, x: Tensor) -> onp.ndarray:
     """||x - F^-1(F(x))||_2 per sample (float64 array; Inf/NaN where the inverse explodes)."""
+    module = as_invertible(module)
     _needs_inverse(module, "reconstruction_error")
     with torch.no_grad():
         return row_norms(x - module.inverse(module(x)))
@@ -124,7 +159,8 @@ class TorchErrorBudget:
 def _reference_maps(module: Any, reference: str) -> tuple[Callable, Callable, Callable]:
     """(forward, inverse, norm of difference to a working-precision tensor) at the reference."""
     if reference == "float64":
-        exact = copy.deepcopy(module).to(torch.float64)
+        exact = _Adapted(module.flow.to_float64()) if isinstance(module, _Adapted) else (
+            copy.deepcopy(module).to(torch.float64))
 
         def distance(reference_value: Tensor, working_value: Tensor) -> onp.ndarray:
             return row_norms(reference_value - working_value.to(torch.float64))
@@ -167,6 +203,7 @@ def error_budget(module: Any, x: Tensor, *, reference: str = "float64") -> Torch
     reference is a float64 copy of the module (parameters widened exactly), or, for modules
     made by ``to_torch``, lipflow's mpmath path (``reference="mp50"``).
     """
+    module = as_invertible(module)
     _needs_inverse(module, "error_budget")
     dtype = _module_dtype(module)
     if reference == "float64" and dtype == torch.float64:
@@ -197,9 +234,10 @@ class TorchSpectrum:
 
     Attributes:
         sigma_max, sigma_min: per sample.
-        method: "full" (exact singular values of the computed Jacobian) or "lanczos-k"
+        method: "full" (singular values of the computed Jacobian) or "lanczos-k"
             (Ritz estimates from k steps: sigma_max from below, sigma_min from above).
-        kind: "exact" or "estimate".
+        kind: "exact" only for a full float64 Jacobian at the point, else "estimate" (a float32
+            Jacobian's singular values are off by up to cond * u32 relative).
         direction: "forward" or "inverse"; dtype: the working dtype of the products.
     """
 
@@ -315,18 +353,20 @@ def jacobian_spectrum(
         method: "full", "lanczos", or "auto" (full up to ``FULL_JACOBIAN_MAX_DIM`` features).
         steps: Lanczos steps (capped at the number of features; then the result is exact).
     """
-    fun = _map_of(module, direction)
+    fun = _map_of(as_invertible(module), direction)
     d = x[0].numel()
     if method == "auto":
         method = "full" if d <= FULL_JACOBIAN_MAX_DIM else "lanczos"
     if method == "full":
-        values, label, kind = _full_singular_values(fun, x), "full", "exact"
+        # singular values of the computed Jacobian are exact only when it is computed in float64
+        values, label = _full_singular_values(fun, x), "full"
+        kind = "exact" if x.dtype == torch.float64 else "estimate"
     elif method == "lanczos":
         if steps < 1:
             raise LipflowError(f"Lanczos needs steps >= 1, got {steps}")
         values = _lanczos_singular_values(fun, x, steps, seed)
         label = f"lanczos-{min(steps, d)}"
-        kind = "exact" if steps >= d else "estimate"
+        kind = "exact" if steps >= d and x.dtype == torch.float64 else "estimate"
     else:
         raise LipflowError(f"method must be 'auto', 'full' or 'lanczos', got {method!r}")
     return TorchSpectrum(
