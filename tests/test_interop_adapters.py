@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch", reason="the torch bridge needs PyTorch: pip
 from interop_models import INSTALL_HINT, MODELS, data, train  # noqa: E402
 
 from lipflow.errors import LipflowError  # noqa: E402
-from lipflow.interop.adapters import AdaptedFlow, adapt  # noqa: E402
+from lipflow.interop.adapters import AdaptedFlow, AmbiguousDtypeError, UnsupportedModelError, adapt  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -130,10 +130,10 @@ def test_dtype_rule_and_errors() -> None:
             self.b = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
 
     mixed = Mixed()
-    with pytest.raises(LipflowError, match="ambiguous"):
+    with pytest.raises(AmbiguousDtypeError, match="ambiguous"):
         adapt(mixed.forward, mixed.forward)
     assert adapt(mixed.forward, mixed.forward, dtype=torch.float32).dtype == torch.float32
-    with pytest.raises(LipflowError, match="supported are zuko Flow"):
+    with pytest.raises(UnsupportedModelError, match="supported are zuko Flow"):
         adapt(torch.nn.Linear(2, 2))
     with pytest.raises(LipflowError, match="two callables"):
         adapt(1, 2)

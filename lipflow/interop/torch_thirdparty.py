@@ -180,12 +180,13 @@ class ThirdPartyReport:
             st = s[name]
             lines.append(f"| {name} | {self.labels[name]} | {fmt(st['median'])} | {fmt(st['max'])} | "
                          f"{st['n_inf']} | {st['n_nan']} |")
-        lines += ["", "| inputs | n | reconstruction median | max | Inf | NaN | cond max | beyond budget |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines += ["", "| inputs | n | reconstruction median | max | Inf | NaN | % Inf/NaN | cond max | beyond budget |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for name, g in s["groups"].items():
             r = g["reconstruction"]
+            share = 100 * (r["n_inf"] + r["n_nan"]) / max(r["n"], 1)
             lines.append(f"| {name} | {r['n']} | {fmt(r['median'])} | {fmt(r['max'])} | {r['n_inf']} | "
-                         f"{r['n_nan']} | {fmt(g['cond']['max'])} | {g['beyond_budget']['count']} of "
+                         f"{r['n_nan']} | {share:.1f} | {fmt(g['cond']['max'])} | {g['beyond_budget']['count']} of "
                          f"{g['beyond_budget']['decided']} |")
         return "\n".join(lines) + "\n"
 

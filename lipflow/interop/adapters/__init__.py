@@ -22,7 +22,6 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from lipflow.errors import LipflowError
 from lipflow.interop import require_torch
 
 require_torch()
@@ -30,9 +29,9 @@ import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from lipflow.interop.adapters import _callables, _freia, _lipflow, _nflows, _normflows, _zuko  # noqa: E402
-from lipflow.interop.adapters._common import double_copy  # noqa: E402
+from lipflow.interop.adapters._common import AmbiguousDtypeError, UnsupportedModelError, double_copy  # noqa: E402
 
-__all__ = ["SUPPORTED", "AdaptedFlow", "adapt"]
+__all__ = ["SUPPORTED", "AdaptedFlow", "AmbiguousDtypeError", "UnsupportedModelError", "adapt"]
 
 #: what :func:`adapt` accepts, for error messages and docs
 SUPPORTED = (
@@ -109,7 +108,10 @@ def adapt(model: Any, inverse: Callable | None = None, *, dtype: torch.dtype | N
             ``(forward, inverse)`` tuple.
         inverse: the inverse callable, for a forward callable.
         dtype: the working dtype; by default the dtype holding most floating parameter elements
-            (a tie raises a :class:`LipflowError` asking for ``dtype=``).
+            (a tie raises :class:`AmbiguousDtypeError`, asking for ``dtype=``).
+
+    Raises:
+        UnsupportedModelError: for any other object (the message lists what is supported).
     """
     if isinstance(model, AdaptedFlow):
         return model
@@ -121,4 +123,6 @@ def adapt(model: Any, inverse: Callable | None = None, *, dtype: torch.dtype | N
         if library.matches(model):
             return library.build(AdaptedFlow, model, dtype)
     listing = "; ".join(SUPPORTED)
-    raise LipflowError(f"cannot audit a {type(model).__module__}.{type(model).__name__}: supported are {listing}")
+    raise UnsupportedModelError(
+        f"cannot audit a {type(model).__module__}.{type(model).__name__}: supported are {listing}"
+    )

@@ -21,6 +21,8 @@ import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 __all__ = [
+    "AmbiguousDtypeError",
+    "UnsupportedModelError",
     "as_logdet",
     "double_copy",
     "first_tensor",
@@ -28,6 +30,14 @@ __all__ = [
     "from_library",
     "majority_dtype",
 ]
+
+
+class UnsupportedModelError(LipflowError):
+    """The object is none of the flows the adapters know; the message lists those."""
+
+
+class AmbiguousDtypeError(LipflowError):
+    """The floating parameters split evenly between dtypes; pass ``dtype=``."""
 
 
 def from_library(obj: Any, package: str) -> bool:
@@ -110,7 +120,7 @@ def majority_dtype(obj: Any, dtype: torch.dtype | None, who: str) -> tuple[torch
     ranked = counts.most_common()
     if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
         listing = ", ".join(f"{str(d).removeprefix('torch.')}: {c}" for d, c in ranked)
-        raise LipflowError(
+        raise AmbiguousDtypeError(
             f"{who}: the working dtype is ambiguous (parameter elements per dtype: {listing}); "
             "pass dtype=torch.float32 (or the dtype you compute in)"
         )
