@@ -181,3 +181,31 @@ def test_newton_reference_certificate_and_split() -> None:
     report = audit(build("FrEIA", "allinone", 0), data(8))
     v = report.values
     assert np.all(np.abs(v["delta2"] - v["algorithmic"]) <= v["delta2_rounding"] * (1 + 1e-12) + 1e-300)
+
+
+def test_many_features_fall_back_to_lanczos_and_say_so() -> None:
+    """Above max_dim features no Jacobian is formed: Lanczos spectra (estimates) and the model's
+    own float64 inverse as the reference, with algorithmic errors left undecided."""
+    model = build("zuko", "maf", 0)
+    report = audit(model, data(8), max_dim=1)
+    assert report.forward_spectrum.kind == "estimate" and "lanczos" in report.forward_spectrum.method
+    assert "no Newton refinement" in report.reference_note
+    summary = report.summary()
+    assert summary["algorithmic_errors"]["decided"] == 0 and summary["algorithmic"]["n_nan"] == 8
+    full = audit(model, data(8))
+    assert np.allclose(report.forward_spectrum.sigma_max, full.forward_spectrum.sigma_max, rtol=1e-10)
+
+
+def test_lipflow_modules_including_a_converged_fixed_point_inverse() -> None:
+    """lipflow's own residual inverse iterates to its a-posteriori stopping rule, so unlike
+    normflows' residual flow it shows no algorithmic error."""
+    import lipflow as lf
+    from lipflow.interop.torch import to_torch
+
+    for flow in (lf.Flow([lf.AffineCoupling(2), lf.Reverse(2), lf.AffineCoupling(2)]),
+                 lf.Flow([lf.Residual(2), lf.Residual(2)])):
+        report = audit(to_torch(flow, flow.init(seed=0), dtype=torch.float32), data(16))
+        summary = report.summary()
+        assert summary["library"] == "lipflow" and summary["dtype"] == "float32"
+        assert summary["algorithmic_errors"] == {"count": 0, "decided": 16}
+        assert summary["beyond_rounding_budget"]["count"] == 0
