@@ -94,6 +94,7 @@ def test_audit_state_dict_of_a_library_model(workdir: Path) -> None:
         (["flows.py:make_pair", "--data", "absent.npy"], "data file absent.npy does not exist"),
         (["flows.py:make_pair", "--data", "data.npy", "--inputs", "moons"], "unknown input kind"),
         (["flows.py:make_pair", "--data", "data.npy", "--state-dict", "model.pt"], "takes no --state-dict"),
+        (["flows.py:Scale", "--data", "data.npy", "--state-dict", "data.npy"], "as a state dict of tensors"),
     ],
 )
 def test_user_mistakes_exit_2_with_one_line(workdir: Path, capsys: pytest.CaptureFixture, argv: list[str],

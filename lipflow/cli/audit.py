@@ -85,11 +85,17 @@ def load_model(target: str, state_dict: str | None = None) -> Any:
             raise LipflowError(f"{name}() returned a {type(model).__name__}, which takes no --state-dict")
         try:
             weights = torch.load(state_dict, map_location="cpu", weights_only=True)
-            model.load_state_dict(weights)
         except FileNotFoundError:
             raise LipflowError(f"state dict {state_dict} does not exist") from None
         except Exception as error:
-            raise LipflowError(f"cannot load {state_dict} into the model: {type(error).__name__}: {error}") from None
+            first = (str(error).strip().splitlines() or [""])[0]
+            raise LipflowError(f"cannot read {state_dict} as a state dict of tensors (torch.save(model.state_dict()); "
+                               f"read with weights_only=True): {type(error).__name__}: {first}") from None
+        try:
+            model.load_state_dict(weights)
+        except Exception as error:
+            first = (str(error).strip().splitlines() or [""])[0]
+            raise LipflowError(f"{state_dict} does not fit the model {name}() builds: {first}") from None
     return model
 
 
