@@ -40,10 +40,12 @@ def test_history_matches_per_sample_least_squares(dim: int, memory: int) -> None
             np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-9)
 
 
-def test_dropping_samples_keeps_the_others_histories() -> None:
+@pytest.mark.parametrize("keep", [[True, False, True, True, False], [True, True, True, True, False]],
+                         ids=["compacted", "lazy"])
+def test_dropping_samples_keeps_the_others_histories(keep: list) -> None:
     rng = np.random.default_rng(1)
-    full, part = _AndersonHistory(5, 4, 3), _AndersonHistory(3, 4, 3)
-    keep = np.array([True, False, True, True, False])
+    keep = np.array(keep)
+    full, part = _AndersonHistory(5, 4, 3), _AndersonHistory(int(keep.sum()), 4, 3)
     dropped = False
     for step in range(7):
         x, f = rng.standard_normal((5, 4)), rng.standard_normal((5, 4))

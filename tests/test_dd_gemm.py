@@ -19,10 +19,11 @@ def _dd(rng: np.random.Generator, shape: tuple[int, ...], spread: int = 0) -> tu
 
 
 def _exact(ah, al, bh, bl, r: int, c: int) -> Fraction:
-    return sum(
-        (Fraction(float(ah[r, j])) + Fraction(float(al[r, j]))) * (Fraction(float(bh[j, c])) + Fraction(float(bl[j, c])))
-        for j in range(ah.shape[1])
-    )
+    total = Fraction(0)
+    for j in range(ah.shape[1]):
+        a = Fraction(float(ah[r, j])) + Fraction(float(al[r, j]))
+        total += a * (Fraction(float(bh[j, c])) + Fraction(float(bl[j, c])))
+    return total
 
 
 @pytest.mark.parametrize(("n", "k", "m", "spread"), [(6, 64, 5, 0), (5, 9, 7, 20), (4, 300, 4, 3), (3, 16, 16, 60)])

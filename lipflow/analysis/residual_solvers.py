@@ -143,15 +143,29 @@ class _AndersonHistory:
         self.f_prev: onp.ndarray | None = None
         self.count = 0  # columns filled
         self.slot = 0  # next column to overwrite
+        self.rows = onp.arange(n)  # buffer row of each active sample
 
     def keep(self, mask: onp.ndarray) -> None:
-        """Drop the samples that stopped (rows where ``mask`` is False)."""
-        self.d_f, self.d_g, self.gram = self.d_f[mask], self.d_g[mask], self.gram[..., mask]
-        if self.x_prev is not None:
-            self.x_prev, self.f_prev = self.x_prev[mask], self.f_prev[mask]
+        """Drop the samples that stopped (rows where ``mask`` is False). The buffers are
+        compacted only once a quarter of their rows are dead; until then dead rows keep their
+        last x and f (zero differences) and their results are discarded."""
+        self.rows = self.rows[mask]
+        if 4 * self.rows.size < 3 * self.d_f.shape[0]:
+            rows = self.rows
+            self.d_f, self.d_g, self.gram = self.d_f[rows], self.d_g[rows], self.gram[..., rows]
+            if self.x_prev is not None:
+                self.x_prev, self.f_prev = self.x_prev[rows], self.f_prev[rows]
+            self.rows = onp.arange(rows.size)
 
     def step(self, x: onp.ndarray, f: onp.ndarray) -> onp.ndarray:
         """The next iterate from the current x and f = G(x) - x of every active sample."""
+        if self.x_prev is not None and self.rows.size < self.x_prev.shape[0]:  # dead rows: stale
+            x_all, f_all = self.x_prev.copy(), self.f_prev.copy()
+            x_all[self.rows], f_all[self.rows] = x, f
+            return self._step(x_all, f_all)[self.rows]
+        return self._step(x, f)
+
+    def _step(self, x: onp.ndarray, f: onp.ndarray) -> onp.ndarray:
         if self.x_prev is None:
             self.x_prev, self.f_prev = x, f
             return x + f
