@@ -89,3 +89,25 @@ def test_out_of_range_operands_fall_back() -> None:
     assert not dd_gemm.usable(a, bad)
     hi, _ = kern.dot(a, np.zeros_like(a), bad, np.zeros_like(bad))  # the elementwise kernel
     assert np.isinf(hi[:, 0]).all() and np.all(hi[:, 1:] == 16)
+
+
+def test_entrywise_accuracy_when_magnitudes_meet_unevenly() -> None:
+    """Rows and columns of different magnitudes: the error stays ~2^-106 of sum |a||b| per
+    entry (the cutoff grows with the spread), or the elementwise kernel takes over."""
+    rng = np.random.default_rng(6)
+    for spread in (2.0**10, 2.0**40):
+        ah = rng.standard_normal((3, 16))
+        bh = rng.standard_normal((16, 5))
+        ah[:, 0] *= spread  # a big first column of a meets a small first row of b
+        bh[0] /= spread
+        bh[1:] *= 1.0
+        al, bl = np.zeros_like(ah), np.zeros_like(bh)
+        cutoff = dd_gemm.plan(ah, bh)
+        assert (cutoff is None) == (spread > 2.0**20)
+        hi, lo = kern.dot(ah, al, bh, bl)
+        for r in range(3):
+            for c in range(5):
+                exact = _exact(ah, al, bh, bl, r, c)
+                scale = sum(abs(Fraction(float(ah[r, j])) * Fraction(float(bh[j, c]))) for j in range(16))
+                error = abs(Fraction(float(hi[r, c])) + Fraction(float(lo[r, c])) - exact)
+                assert error <= Fraction(2.0**-100) * scale
