@@ -26,7 +26,7 @@ import numpy as onp
 from autograd.extend import defvjp, primitive
 
 from lipflow.precision.floats import FLOAT_FORMATS, FloatPrecision
-from lipflow.precision.strict_kernels import sequential_dot, sequential_sum
+from lipflow.precision.strict_kernels import reference_dot, sequential_dot, sequential_sum
 
 __all__ = ["STRICT_FORMATS", "StrictPrecision", "strict_dot", "strict_precision", "strict_sum"]
 
@@ -86,7 +86,11 @@ def strict_dot(a: Any, b: Any) -> onp.ndarray:
     dtype = onp.asarray(a).dtype
     bw = onp.asarray(b)
     vector = bw.ndim == 1
-    result = sequential_dot(a, bw[:, None] if vector else bw, dtype)
+    matrix = bw[:, None] if vector else bw
+    if bw.dtype == dtype:
+        result = sequential_dot(a, matrix, dtype)
+    else:  # b not stored in the format: exact float64 products, each rounded once
+        result = reference_dot(a, matrix, dtype, _round)
     return result[..., 0] if vector else result
 
 
