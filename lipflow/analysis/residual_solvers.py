@@ -107,26 +107,87 @@ def _row_norm(v: onp.ndarray) -> onp.ndarray:
     return onp.sqrt(onp.einsum("ij,ij->i", v, v))
 
 
-def _anderson_step(x_hist: list, f_hist: list) -> onp.ndarray:
-    """x_new = G(x_k) - sum_j gamma_j (dG_j), gamma minimising ||f_k - dF gamma|| per sample,
-    where f = G(x) - x and G(x) = x + f (type-II Anderson, mixing parameter 1)."""
-    f_k, x_k = f_hist[-1], x_hist[-1]
-    if len(f_hist) == 1:
-        return x_k + f_k
-    f_stack = onp.stack(f_hist, axis=2)  # (n, d, m + 1)
-    x_stack = onp.stack(x_hist, axis=2)
-    d_f = f_stack[..., 1:] - f_stack[..., :-1]  # (n, d, m)
-    d_x = x_stack[..., 1:] - x_stack[..., :-1]
-    d_f_t = onp.swapaxes(d_f, 1, 2)
-    gram = d_f_t @ d_f
-    rhs = (d_f_t @ f_k[..., None])[..., 0]
-    scale = onp.trace(gram, axis1=1, axis2=2)[:, None, None]
-    regulariser = 1e-13 * scale * onp.eye(gram.shape[1])[None]
-    regulariser = regulariser + (scale == 0) * onp.eye(gram.shape[1])[None]
-    with onp.errstate(invalid="ignore", divide="ignore"):
-        gamma = onp.linalg.solve(gram + regulariser, rhs[..., None])[..., 0]
-    gamma = onp.where(onp.isfinite(gamma), gamma, 0.0)
-    return x_k + f_k - ((d_x + d_f) @ gamma[..., None])[..., 0]
+def _solve_spd(gram: onp.ndarray, rhs: onp.ndarray) -> onp.ndarray:
+    """Solve the (k, k, n) Gram systems (batch on the last, contiguous axis) for rhs (k, n) by
+    Gauss-Jordan elimination without pivoting (stable for symmetric positive definite
+    matrices), vectorised over n with a loop over k only; ``gram`` is overwritten. A zero
+    pivot (an all-zero history) gives inf or nan, which the caller replaces by 0."""
+    k = gram.shape[0]
+    b = rhs.copy()
+    for j in range(k):
+        factor = gram[:, j] / gram[j, j]  # (k, n): eliminate column j from every other row
+        factor[j] = 0.0
+        if j + 1 < k:
+            gram[:, j + 1 :] -= factor[:, None, :] * gram[j, j + 1 :][None]
+        b -= factor * b[j]
+    return b / onp.einsum("iin->in", gram)
+
+
+class _AndersonHistory:
+    """Type-II Anderson acceleration (mixing 1) for a batch of samples, with ring buffers.
+
+    Keeps the last ``memory`` differences dF_j = f_{j+1} - f_j and dG_j = dX_j + dF_j of every
+    sample as (n, m, d) arrays, and their Gram matrix dF^T dF as (m, m, n), updating one row
+    and column per step (O(n m d)) instead of restacking the history (O(n m^2 d)). The least
+    squares coefficients minimise ||f_k - dF gamma|| per sample (Tikhonov 1e-13 trace(Gram)),
+    solved for all samples at once; the order of the columns does not matter, so the ring
+    buffer needs no reordering.
+    """
+
+    def __init__(self, n: int, d: int, memory: int) -> None:
+        self.memory = memory
+        self.d_f = onp.zeros((n, memory, d))
+        self.d_g = onp.zeros((n, memory, d))
+        self.gram = onp.zeros((memory, memory, n))
+        self.x_prev: onp.ndarray | None = None
+        self.f_prev: onp.ndarray | None = None
+        self.count = 0  # columns filled
+        self.slot = 0  # next column to overwrite
+        self.rows = onp.arange(n)  # buffer row of each active sample
+
+    def keep(self, mask: onp.ndarray) -> None:
+        """Drop the samples that stopped (rows where ``mask`` is False). The buffers are
+        compacted only once a quarter of their rows are dead; until then dead rows keep their
+        last x and f (zero differences) and their results are discarded."""
+        self.rows = self.rows[mask]
+        if 4 * self.rows.size < 3 * self.d_f.shape[0]:
+            rows = self.rows
+            self.d_f, self.d_g, self.gram = self.d_f[rows], self.d_g[rows], self.gram[..., rows]
+            if self.x_prev is not None:
+                self.x_prev, self.f_prev = self.x_prev[rows], self.f_prev[rows]
+            self.rows = onp.arange(rows.size)
+
+    def step(self, x: onp.ndarray, f: onp.ndarray) -> onp.ndarray:
+        """The next iterate from the current x and f = G(x) - x of every active sample."""
+        if self.x_prev is not None and self.rows.size < self.x_prev.shape[0]:  # dead rows: stale
+            x_all, f_all = self.x_prev.copy(), self.f_prev.copy()
+            x_all[self.rows], f_all[self.rows] = x, f
+            return self._step(x_all, f_all)[self.rows]
+        return self._step(x, f)
+
+    def _step(self, x: onp.ndarray, f: onp.ndarray) -> onp.ndarray:
+        if self.x_prev is None:
+            self.x_prev, self.f_prev = x, f
+            return x + f
+        d_f = f - self.f_prev
+        j = self.slot
+        self.d_f[:, j] = d_f
+        self.d_g[:, j] = (x - self.x_prev) + d_f
+        self.x_prev, self.f_prev = x, f
+        k = self.count = min(self.count + 1, self.memory)
+        self.slot = (j + 1) % self.memory
+        # the new Gram row and the right-hand side dF^T f in one batched product
+        products = self.d_f[:, :k] @ onp.stack((d_f, f), axis=2)  # (n, k, 2)
+        row = products[:, :, 0].T
+        self.gram[j, :k] = row
+        self.gram[:k, j] = row
+        system = self.gram[:k, :k].copy()
+        diagonal = onp.einsum("iin->in", system)  # a view: regularise in place
+        diagonal += 1e-13 * diagonal.sum(axis=0)
+        with onp.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            gamma = _solve_spd(system, onp.ascontiguousarray(products[:, :, 1].T))
+            gamma = onp.where(onp.isfinite(gamma), gamma, 0.0)
+        return x + f - (gamma.T[:, None, :] @ self.d_g[:, :k])[:, 0]
 
 
 def solve_residual_inverse(
@@ -168,54 +229,55 @@ def solve_residual_inverse(
     bound = onp.full(n, onp.inf)
     relative = onp.full(n, onp.inf)
     active = onp.arange(n)
-    histories: dict[str, list] = {"x": [], "f": []}
+    history = _AndersonHistory(n, y.shape[1], int(memory)) if method == "anderson" else None
 
     def g(rows: onp.ndarray, points: onp.ndarray) -> onp.ndarray:
         evaluations[rows] += 1
         return block.g(prepared64, points, ctx)
 
-    for _ in range(max_iter):
-        if active.size == 0:
-            break
-        xa, ya = x[active], y[active]
-        f = ya - g(active, xa) - xa  # f = G(x) - x = -r(x)
-        iterations[active] += 1
-        estimate = _row_norm(f) / (1 - lip)
-        x_norm = _row_norm(xa)
-        # certify in double-double only when the float64 residual says we are there
-        ready = estimate <= 0.5 * rtol * onp.maximum(x_norm - estimate, 0)
-        if onp.any(ready):
-            rows = active[ready]
-            certificates[rows] += 1
-            certified = certified_error_bound(block, prepared, x[rows], y[rows], lip)
-            bound[rows] = certified
-            with onp.errstate(divide="ignore"):
-                relative[rows] = onp.where(x_norm[ready] > certified, certified / (x_norm[ready] - certified), onp.inf)
-            done = relative[rows] <= rtol
-            if onp.any(done):
-                keep = onp.ones(active.size, dtype=bool)
-                keep[onp.flatnonzero(ready)[done]] = False
-                active, xa, f = active[keep], xa[keep], f[keep]
-                histories = {key: [h[keep] for h in value] for key, value in histories.items()}
-                if active.size == 0:
-                    break
-        if method == "fixed_point":
-            x[active] = xa + f
-            continue
-        histories["x"].append(xa)
-        histories["f"].append(f)
-        if len(histories["f"]) > memory + 1:
-            histories = {key: value[1:] for key, value in histories.items()}
-        x[active] = _anderson_step(histories["x"], histories["f"])
+    pending = onp.zeros(0, dtype=int)  # ready by the float64 estimate, awaiting a certificate
 
-    remaining = active
-    if remaining.size:
-        certified = certified_error_bound(block, prepared, x[remaining], y[remaining], lip)
-        certificates[remaining] += 1
-        bound[remaining] = certified
-        x_norm = _row_norm(x[remaining])
+    def certify(rows: onp.ndarray) -> onp.ndarray:
+        """Certify ``rows`` in one double-double batch; returns those that did not make it."""
+        certified = certified_error_bound(block, prepared, x[rows], y[rows], lip)
+        certificates[rows] += 1
+        bound[rows] = certified
+        x_norm = _row_norm(x[rows])
         with onp.errstate(divide="ignore", invalid="ignore"):
-            relative[remaining] = onp.where(x_norm > certified, certified / (x_norm - certified), onp.inf)
+            relative[rows] = onp.where(x_norm > certified, certified / (x_norm - certified), onp.inf)
+        return rows[~(relative[rows] <= rtol)]
+
+    for _ in range(max_iter):
+        if active.size == 0 and pending.size == 0:
+            break
+        if active.size:
+            xa, ya = x[active], y[active]
+            f = ya - g(active, xa) - xa  # f = G(x) - x = -r(x)
+            iterations[active] += 1
+            estimate = _row_norm(f) / (1 - lip)
+            x_norm = _row_norm(xa)
+            # a sample whose float64 residual says it is there stops iterating and waits for
+            # the double-double certificate, which runs for a quarter of the samples at once
+            ready = estimate <= 0.5 * rtol * onp.maximum(x_norm - estimate, 0)
+            if onp.any(ready):
+                pending = onp.concatenate([pending, active[ready]])
+                keep = ~ready
+                active, xa, f = active[keep], xa[keep], f[keep]
+                if history is not None:
+                    history.keep(keep)
+            if active.size:
+                x[active] = xa + f if history is None else history.step(xa, f)
+        if pending.size and 4 * pending.size >= pending.size + active.size:
+            failed = certify(pending)
+            pending = onp.zeros(0, dtype=int)
+            if failed.size:  # rare: the float64 estimate was too optimistic; iterate on
+                active = onp.concatenate([active, failed])
+                if history is not None:
+                    history = _AndersonHistory(active.size, y.shape[1], int(memory))
+
+    remaining = onp.concatenate([active, pending])
+    if remaining.size:
+        certify(remaining)
     info = ResidualSolveInfo(
         method=method,
         converged=relative <= rtol,

@@ -45,7 +45,7 @@ from lipflow.interop.torch_diagnostics import (  # noqa: E402
 )
 from lipflow.interop.torch_measure import measurement_mode, resolve_device  # noqa: E402
 from lipflow.interop.torch_memsave import gradient_angle, memory_saving_forward  # noqa: E402
-from lipflow.interop.torch_regularisers import fd_penalty, nf_loss  # noqa: E402
+from lipflow.interop.torch_regularisers import fd_forward_and_penalty, fd_penalty, nf_loss  # noqa: E402
 from lipflow.interop.torch_residual import TorchResidual  # noqa: E402
 from lipflow.interop.torch_thirdparty import ThirdPartyReport, audit  # noqa: E402
 
@@ -65,6 +65,7 @@ __all__ = [
     "audit",
     "audit_invertible",
     "error_budget",
+    "fd_forward_and_penalty",
     "fd_penalty",
     "from_torch",
     "gradient_angle",

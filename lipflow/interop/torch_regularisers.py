@@ -27,7 +27,7 @@ require_torch()
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-__all__ = ["FD_COEFF", "FD_EPS", "fd_penalty", "nf_loss"]
+__all__ = ["FD_COEFF", "FD_EPS", "fd_forward_and_penalty", "fd_penalty", "nf_loss"]
 
 #: the paper's step size and coefficient for both directions
 FD_EPS = 0.1
@@ -81,6 +81,49 @@ def fd_penalty(
         back = inverse(z + eps * _unit_directions(z, generator))
         total = total + inverse_coeff * torch.mean(_squared(x - back)) / eps
     return total
+
+
+def fd_forward_and_penalty(
+    forward: Callable[[Tensor], Tensor],
+    inverse: Callable[[Tensor], Tensor] | None,
+    x: Tensor,
+    *,
+    eps: float = FD_EPS,
+    forward_coeff: float = FD_COEFF,
+    inverse_coeff: float = FD_COEFF,
+    generator: torch.Generator | None = None,
+    samples: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    """``(forward(x), fd_penalty(...))`` with the clean and the perturbed forward pass done as
+    one batched pass over ``[x; x[:k] + eps v]`` (k = ``samples`` or the batch size).
+
+    The same penalty as :func:`fd_penalty` (same directions for the same ``generator`` state),
+    but one call of ``forward`` instead of two: fewer kernel launches on a GPU. ``forward``
+    must treat samples independently (no batch statistics, e.g. ActNorm after its data
+    initialisation, not BatchNorm in training mode).
+    """
+    if not eps > 0:
+        raise LipflowError(f"the finite-difference step eps must be positive, got {eps!r}; the paper uses 0.1")
+    if forward_coeff < 0 or inverse_coeff < 0:
+        raise LipflowError("FD coefficients must be >= 0 (the paper uses 1e-4 for both directions)")
+    n = x.shape[0]
+    k = n if samples is None else int(samples)
+    if not 1 <= k:
+        raise LipflowError(f"samples must be a positive number of batch samples, got {samples!r}")
+    k = min(k, n)
+    head = x[:k]
+    if forward_coeff:
+        both = forward(torch.cat([x, head + eps * _unit_directions(head, generator)]))
+        z, shifted = both[:n], both[n:]
+    else:
+        z, shifted = forward(x), None
+    total = torch.zeros((), dtype=x.dtype, device=x.device)
+    if shifted is not None:
+        total = total + forward_coeff * torch.mean(_squared(z[:k] - shifted)) / eps
+    if inverse is not None and inverse_coeff:
+        back = inverse(z[:k] + eps * _unit_directions(z[:k], generator))
+        total = total + inverse_coeff * torch.mean(_squared(head - back)) / eps
+    return z, total
 
 
 def nf_loss(z: Tensor, logdet: Tensor) -> Tensor:

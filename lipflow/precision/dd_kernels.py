@@ -464,12 +464,29 @@ def sum_along(ah, al, axis: int) -> Pair:
     return _finish(hi, lo, lambda: s)
 
 
+#: products with at least this many columns and this long a sum go through BLAS by exact
+#: slicing (dd_gemm); smaller ones are cheaper elementwise
+SLICED_MIN_COLUMNS = 4
+SLICED_MIN_DEPTH = 8
+
+
 def dot(ah, al, bh, bl) -> Pair:
     """NumPy ``dot`` semantics for a (..., k) and b (k,) or (k, m): exact products by TwoProd,
-    cross terms a_hi b_lo + a_lo b_hi in float64, then a TwoSum tree along k."""
+    cross terms a_hi b_lo + a_lo b_hi in float64, then a TwoSum tree along k. Wide products
+    (k >= 8, m >= 4, operands in range) go through float64 BLAS by exact slicing instead
+    (:mod:`lipflow.precision.dd_gemm`, error ~2^-106 (|a||b|)_rc)."""
     vector = bh.ndim == 1
     if vector:
         bh, bl = bh[:, None], bl[:, None]
+    if bh.shape[1] >= SLICED_MIN_COLUMNS and bh.shape[0] >= SLICED_MIN_DEPTH:
+        from lipflow.precision import dd_gemm
+
+        lead, k = ah.shape[:-1], ah.shape[-1]
+        rows_h, rows_l = ah.reshape(-1, k), al.reshape(-1, k)
+        cutoff = dd_gemm.plan(rows_h, bh)
+        if cutoff is not None:  # exact slice products in BLAS instead of an (n, k, m) array
+            hi, lo = dd_gemm.sliced_dot(rows_h, rows_l, bh, bl, cutoff)
+            return hi.reshape(*lead, -1), lo.reshape(*lead, -1)
     ah_e, al_e = ah[..., :, None], al[..., :, None]
     p = ah_e * bh
     a1, a2 = _split(ah)

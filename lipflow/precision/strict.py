@@ -3,7 +3,7 @@
 Every operation is rounded to the format, as IEEE binary16 (or bfloat16) hardware doing one
 operation at a time would: +, -, *, / on the stored arrays are already rounded per operation
 by NumPy / ml_dtypes (computed in float32, which has enough bits (24 >= 2p + 2) for the double
-rounding to be innocuous); this context adds
+rounding to be innocuous: ``lem:binary32-double-rounding``); this context adds
 
 * ``dot`` and ``sum`` that accumulate one addition at a time, rounding each product and each
   partial sum to the format (not NumPy's float32 accumulation with a single final rounding);
@@ -11,8 +11,9 @@ rounding to be innocuous); this context adds
   once to the format (not evaluated in float32 and rounded, and not composed of several
   rounded steps as the plain contexts' sigmoid is).
 
-Gradients work (autograd primitives whose derivatives follow the same rules). The cost is a
-Python loop over the summation length; ``benchmarks/strict_lowp.py`` measures it.
+Gradients work (autograd primitives whose derivatives follow the same rules). ``dot`` and
+``sum`` run as vectorised binary32 kernels (:mod:`lipflow.precision.strict_kernels`);
+``benchmarks/strict_lowp.py`` measures the cost.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as onp
 from autograd.extend import defvjp, primitive
 
 from lipflow.precision.floats import FLOAT_FORMATS, FloatPrecision
+from lipflow.precision.strict_kernels import reference_dot, sequential_dot, sequential_sum
 
 __all__ = ["STRICT_FORMATS", "StrictPrecision", "strict_dot", "strict_precision", "strict_sum"]
 
@@ -34,46 +36,61 @@ _BFLOAT16 = FLOAT_FORMATS["bfloat16"][0]
 STRICT_FORMATS = {"float16-strict": "float16", "bfloat16-strict": "bfloat16"}
 
 
+_ONE, _SHIFT = onp.uint64(1), onp.uint64(45)
+_HALF_ULP = onp.uint64((1 << 44) - 1)  # half a bfloat16 ulp (at bit 45 of a float64) minus one
+_KEEP = onp.uint64(~((1 << 45) - 1) & 0xFFFF_FFFF_FFFF_FFFF)
+_SUBNORMAL_SHIFTER = onp.float64(1.5 * 2.0**-81)  # its float64 ulp is bfloat16's subnormal step 2^-133
+
+
 def _round(values: onp.ndarray, dtype: onp.dtype) -> onp.ndarray:
     """Round float64 ``values`` to nearest (ties to even) in ``dtype``, once.
 
-    NumPy converts float64 to float16 directly, but ml_dtypes converts float64 to bfloat16
-    through float32 (double rounding: 1 + 2^-8 + 2^-40 becomes 1). Rounding to float32 *to
-    odd* first makes the second rounding correct (24 >= 8 + 2 bits; Boldo and Melquiond 2008).
+    NumPy converts float64 to float16 directly. ml_dtypes converts float64 to bfloat16
+    through float32 (double rounding: 1 + 2^-8 + 2^-40 becomes 1), so bfloat16 is rounded
+    here on the float64 bits: add half an ulp (plus the last kept bit, for ties to even) and
+    clear the 45 dropped bits; below 2^-126 add and subtract 1.5 * 2^-81, whose float64 ulp
+    is bfloat16's subnormal step. The result is exact in float32, and overflow becomes inf
+    in the float32 conversion.
     """
     values = onp.asarray(values, dtype=onp.float64)
     if onp.dtype(dtype) != _BFLOAT16:
         return values.astype(dtype)
-    with onp.errstate(over="ignore", invalid="ignore"):
-        single = values.astype(onp.float32)
-        inexact = (single.astype(onp.float64) != values) & onp.isfinite(values)
-        too_far = inexact & (onp.abs(single.astype(onp.float64)) > onp.abs(values))
-        single = onp.where(too_far, onp.nextafter(single, onp.float32(0)), single)
-        bits = single.view(onp.uint32) | inexact.astype(onp.uint32)
-    return bits.view(onp.float32).astype(dtype)
+    bits = values.view(onp.uint64)
+    rounded = bits + _HALF_ULP + ((bits >> _SHIFT) & _ONE)
+    rounded &= _KEEP
+    result = rounded.view(onp.float64)
+    tiny = onp.abs(values) < 2.0**-126
+    if tiny.any():
+        shifted = (values + _SUBNORMAL_SHIFTER) - _SUBNORMAL_SHIFTER
+        result = onp.where(tiny, onp.copysign(shifted, values), result)
+    nan = onp.isnan(values)
+    if nan.any():
+        result = onp.where(nan, values, result)
+    with onp.errstate(over="ignore"):
+        single = result.astype(onp.float32)  # exact, or +-inf beyond bfloat16's range
+    return (single.view(onp.uint32) >> onp.uint32(16)).astype(onp.uint16).view(dtype)
 
 
 def _wide(x: Any) -> onp.ndarray:
-    return onp.asarray(x).astype(onp.float64)
+    x = onp.asarray(x)
+    if x.dtype == _BFLOAT16:  # bfloat16 is the top half of a float32: a shift, not a conversion
+        return (x.view(onp.uint16).astype(onp.uint32) << onp.uint32(16)).view(onp.float32).astype(onp.float64)
+    return x.astype(onp.float64)
 
 
 @primitive
 def strict_dot(a: Any, b: Any) -> onp.ndarray:
     """a (..., k) times b (k,) or (k, m): each product and each partial sum rounded to the
-    storage format of ``a``, summing k = 0, 1, ... in order."""
+    storage format of ``a``, summing k = 0, 1, ... in order (binary32 operations rounded once,
+    correctly rounded by ``lem:binary32-double-rounding``)."""
     dtype = onp.asarray(a).dtype
-    aw, bw = _wide(a), _wide(b)
+    bw = onp.asarray(b)
     vector = bw.ndim == 1
-    if vector:
-        bw = bw[:, None]
-    k = aw.shape[-1]
-    if k == 0:
-        result = onp.zeros((*aw.shape[:-1], bw.shape[1]), dtype=dtype)
-    else:
-        result = _round(aw[..., 0:1] * bw[0], dtype)
-        for j in range(1, k):
-            product = _round(aw[..., j : j + 1] * bw[j], dtype)
-            result = _round(_wide(result) + _wide(product), dtype)
+    matrix = bw[:, None] if vector else bw
+    if bw.dtype == dtype:
+        result = sequential_dot(a, matrix, dtype)
+    else:  # b not stored in the format: exact float64 products, each rounded once
+        result = reference_dot(a, matrix, dtype, _round)
     return result[..., 0] if vector else result
 
 
@@ -102,17 +119,7 @@ defvjp(strict_dot, _dot_vjp_a, _dot_vjp_b)
 @primitive
 def strict_sum(x: Any, axis: int | None = None) -> onp.ndarray:
     """Sum along ``axis`` one addition at a time, each partial sum rounded to x's format."""
-    dtype = onp.asarray(x).dtype
-    x = onp.asarray(x)
-    if axis is None:
-        x, axis = x.ravel(), 0
-    moved = onp.moveaxis(x, axis, 0)
-    if moved.shape[0] == 0:
-        return onp.zeros(moved.shape[1:], dtype=dtype)
-    total = moved[0]
-    for j in range(1, moved.shape[0]):
-        total = _round(_wide(total) + _wide(moved[j]), dtype)
-    return onp.asarray(total, dtype=dtype)
+    return sequential_sum(x, axis, onp.asarray(x).dtype)
 
 
 def _sum_vjp(ans: Any, x: Any, axis: int | None = None) -> Callable:
