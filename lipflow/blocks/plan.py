@@ -41,6 +41,7 @@ __all__ = [
     "load_plan",
     "plan_path",
     "run_forward",
+    "run_forward_and_logdet",
     "run_inverse",
     "save_plan",
 ]
@@ -122,9 +123,15 @@ class Plan:
             raise LipflowError(f"plan format version {version!r}; this lipflow reads {PLAN_FORMAT_VERSION}")
         return cls(forward=tuple(document.get("forward", ())), inverse=tuple(document.get("inverse", ())))
 
-    def table(self, flow: Block | None = None, columns: dict[str, Sequence[Any]] | None = None) -> str:
-        """The plan as a text table: block, kind, forward and inverse precision (and ``columns``)."""
-        kinds = [type(b).__name__ for b in flow.blocks] if isinstance(flow, Flow) else ["-"] * len(self)
+    def table(self, flow: Block | Sequence[str] | None = None, columns: dict[str, Sequence[Any]] | None = None) -> str:
+        """The plan as a text table: block, kind, forward and inverse precision (and ``columns``);
+        ``flow`` is the flow or the block kinds' names."""
+        if isinstance(flow, Flow):
+            kinds = [type(b).__name__ for b in flow.blocks]
+        elif flow is not None and not isinstance(flow, Block):
+            kinds = [str(k) for k in flow]
+        else:
+            kinds = ["-"] * len(self)
         extra = columns or {}
         header = ["block", "kind", "forward", "inverse", *extra]
         rows = [[str(k), kinds[k], self.forward[k], self.inverse[k],
@@ -221,3 +228,18 @@ def run_inverse(flow: Block, params: Params, z: Any, plan: Plan, *, trace: bool 
         if trace:
             states.append(ctx.to_float64(value))
     return states if trace else onp.asarray(value).astype(onp.float64)
+
+
+def run_forward_and_logdet(flow: Block, params: Params, x: Any, plan: Plan) -> tuple[onp.ndarray, onp.ndarray]:
+    """(F(x), log|det J_F(x)|) with block k (map and log-determinant) in ``plan.forward[k]``; the
+    per-block log-determinants are added in float64."""
+    params = params if isinstance(flow, Flow) else [params]
+    flow = plan.check(flow)
+    x = _as_input(x, flow.dim, "run_forward_and_logdet")
+    prepared = _prepared(flow, params)
+    value, total = x, onp.zeros(len(x))
+    for block, p, ctx in zip(flow.blocks, prepared, plan.contexts("forward"), strict=True):
+        cast_p, cast_x = ctx.cast(p), ctx.cast(value)
+        total = total + onp.asarray(ctx.to_float64(block._logdet(cast_p, cast_x, ctx)), dtype=onp.float64)
+        value = block._forward(cast_p, cast_x, ctx)
+    return onp.asarray(value).astype(onp.float64), total
