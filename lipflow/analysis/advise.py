@@ -245,7 +245,7 @@ def plan_errors(flow: Flow, params: Sequence[Any], plan: Plan, x: onp.ndarray, t
     return onp.where(onp.isfinite(errors), errors, onp.inf)
 
 
-def _measured(flow, params, sets, tol, target, precisions, costs):
+def _measured(flow, params, sets, tol, target, precisions, costs, safety):
     import warnings
 
     from lipflow.errors import NonConvergenceWarning
@@ -278,7 +278,7 @@ def _measured(flow, params, sets, tol, target, precisions, costs):
             candidate = _assemble(flow, trial, top)
             trials += 1
             value = worst(candidate)
-            if value <= tol:
+            if value * safety <= tol:
                 choices, error = trial, value
                 break
     plan = _assemble(flow, choices, top)
@@ -346,7 +346,7 @@ def _attribution(flow: Flow, params: Sequence[Any], x: onp.ndarray, lowest: str)
 def advise(flow: Block, params: Any, x: Any = None, box: Any = None, *, tol: float,
            target: str = "reconstruction", precisions: Sequence[str] = DEFAULT_PRECISIONS, mode: str = "proven",
            cost: str = "bytes", search: str = "auto", exact_limit: int = 24, n_validate: int = 256,
-           n_noise: int = 32, attack_radius: float | None = None, seed: int = 0) -> Advice:
+           n_noise: int = 32, attack_radius: float | None = None, safety: float = 2.0, seed: int = 0) -> Advice:
     """The cheapest plan whose error is <= ``tol`` (see the module docstring).
 
     Args:
@@ -362,6 +362,8 @@ def advise(flow: Block, params: Any, x: Any = None, box: Any = None, *, tol: flo
         cost: "bytes" or "time" (:data:`COST_MODELS`).
         search: "auto" (exact up to ``exact_limit`` decisions, else greedy), "exact" or "greedy".
         attack_radius: half-width of the dequantisation box (default 1/512 of the data's range).
+        safety: measured mode accepts a lowered block only if the measured error times ``safety``
+            stays <= tol (a maximum over samples underestimates the supremum; default 2).
 
     Raises:
         NoPlanError: no plan meets ``tol`` (the message gives the best achievable and the
@@ -375,6 +377,8 @@ def advise(flow: Block, params: Any, x: Any = None, box: Any = None, *, tol: flo
         raise LipflowError(f"mode must be 'proven' or 'measured', got {mode!r}")
     if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol > 0):
         raise LipflowError(f"tol must be a positive number, got {tol!r}")
+    if not (isinstance(safety, (int, float)) and safety >= 1):
+        raise LipflowError(f"safety must be a number >= 1, got {safety!r}")
     if search not in ("auto", "exact", "greedy"):
         raise LipflowError(f"search must be 'auto', 'exact' or 'greedy', got {search!r}")
     names = tuple(dict.fromkeys(Plan.uniform(1, p).forward[0] for p in precisions))
@@ -423,11 +427,12 @@ def advise(flow: Block, params: Any, x: Any = None, box: Any = None, *, tol: flo
                                                       rng=rng)}
         if target in ("inverse", "logdet"):
             sets.pop("attack", None)
-        plan, claimed, result = _measured(flow, params, sets, tol, target, names, costs)
+        plan, claimed, result = _measured(flow, params, sets, tol, target, names, costs, safety)
         bound, kind = None, "estimate"
         how = (f"measured: max error against ground truth on {len(search_x)} samples, "
                f"{3 * n_noise} out-of-distribution and {0 if 'attack' not in sets else len(sets['attack'])} "
-               f"dequantisation-box attack inputs (radius {radius:.3g}); an estimate, not a bound")
+               f"dequantisation-box attack inputs (radius {radius:.3g}), accepted at <= tol/{safety:g}; "
+               "an estimate, not a bound")
         validation = {"held-out samples": held_x} if held else {}
         validation.update({k: v for k, v in sets.items() if k != "samples"})
     search_seconds = time.perf_counter() - started

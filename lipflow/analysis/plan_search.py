@@ -111,7 +111,7 @@ def lagrangian_lower_bound(decisions: Sequence[Decision], tol: float) -> float:
 
 def greedy_search(decisions: Sequence[Decision], tol: float, source: str = "float64") -> SearchResult | None:
     """Greedy descent from the most accurate choices; gap from :func:`lagrangian_lower_bound`."""
-    choices = [min((p for p in d.options if math.isfinite(d.err[p])), key=lambda p: (d.err[p], d.cost[p]),
+    choices = [min((p for p in d.options if math.isfinite(d.err[p])), key=lambda p: (d.err[p], -d.cost[p]),
                    default=None) for d in decisions]
     if any(c is None for c in choices):
         return None
