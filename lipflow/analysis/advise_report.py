@@ -212,6 +212,8 @@ def plot_advice(advice: Advice) -> Any:
     bottom.set_ylabel("error")
     bottom.set_xticks(idx, [f"{b.index}\n{b.kind[:8]}" for b in advice.blocks], fontsize=7)
     bottom.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
-    bottom.set_title("share of the bound per block, and measured local error per block", fontsize=9)
+    title = "measured local error per block" if advice.bound is None else \
+        "share of the bound per block, and measured local error per block"
+    bottom.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
