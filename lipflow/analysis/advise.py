@@ -179,11 +179,11 @@ def _search(decisions: list[Decision], tol: float, source: str, search: str, exa
     return greedy_search(decisions, tol, source)
 
 
-def _proven(flow, params, box, tol, target, precisions, costs, search, exact_limit):
+def _proven(flow, params, box, tol, target, precisions, costs, search, exact_limit, splits):
     top = max(precisions, key=_bits)
     accurate = Plan.uniform(flow, top)
     try:
-        best = plan_error_bound(flow, params, accurate, box, target=target)
+        best = plan_error_bound(flow, params, accurate, box, target=target, splits=splits)
     except LipflowError as error:
         raise NoPlanError(f"no proven bound for the most accurate plan (all {top}) on this box: {error}",
                           best=math.inf, limiting=str(error)) from None
@@ -200,7 +200,7 @@ def _proven(flow, params, box, tol, target, precisions, costs, search, exact_lim
             break
         plan = _assemble(flow, dict(zip(_order(flow, target), result.choices, strict=True)), top)
         try:
-            bound = plan_error_bound(flow, params, plan, box, target=target)
+            bound = plan_error_bound(flow, params, plan, box, target=target, splits=splits)
         except LipflowError:
             bound = None
         if bound is not None and bound.value <= tol:
@@ -346,7 +346,8 @@ def _attribution(flow: Flow, params: Sequence[Any], x: onp.ndarray, lowest: str)
 def advise(flow: Block, params: Any, x: Any = None, box: Any = None, *, tol: float,
            target: str = "reconstruction", precisions: Sequence[str] = DEFAULT_PRECISIONS, mode: str = "proven",
            cost: str = "bytes", search: str = "auto", exact_limit: int = 24, n_validate: int = 256,
-           n_noise: int = 32, attack_radius: float | None = None, safety: float = 2.0, seed: int = 0) -> Advice:
+           n_noise: int = 32, attack_radius: float | None = None, safety: float = 2.0, splits: int = 4,
+           seed: int = 0) -> Advice:
     """The cheapest plan whose error is <= ``tol`` (see the module docstring).
 
     Args:
@@ -362,6 +363,7 @@ def advise(flow: Block, params: Any, x: Any = None, box: Any = None, *, tol: flo
         cost: "bytes" or "time" (:data:`COST_MODELS`).
         search: "auto" (exact up to ``exact_limit`` decisions, else greedy), "exact" or "greedy".
         attack_radius: half-width of the dequantisation box (default 1/512 of the data's range).
+        splits: sub-boxes per affine coupling in the Lipschitz bounds (more is tighter, slower).
         safety: measured mode accepts a lowered block only if the measured error times ``safety``
             stays <= tol (a maximum over samples underestimates the supremum; default 2).
 
@@ -409,7 +411,7 @@ def advise(flow: Block, params: Any, x: Any = None, box: Any = None, *, tol: flo
         if target == "logdet":
             raise LipflowError("proven bounds cover reconstruction, forward and inverse errors; "
                                "log-determinant errors are measured: use mode='measured'")
-        plan, bound, result = _proven(flow, params, region, tol, target, names, costs, search, exact_limit)
+        plan, bound, result = _proven(flow, params, region, tol, target, names, costs, search, exact_limit, splits)
         claimed, kind = bound.value, "upper"
         how = (f"proven: a priori bound (lem:rounding-composition) for every input in the box "
                f"lo={region.lo.tolist()}, hi={region.hi.tolist()}")
@@ -466,7 +468,7 @@ def advise(flow: Block, params: Any, x: Any = None, box: Any = None, *, tol: flo
     uniform32 = Plan.uniform(flow, "float32")
     if bound is not None:
         try:
-            float32_error = plan_error_bound(flow, params, uniform32, region, target=target).value
+            float32_error = plan_error_bound(flow, params, uniform32, region, target=target, splits=splits).value
         except LipflowError:
             float32_error = math.inf
     else:
