@@ -209,6 +209,18 @@ def _proven(flow, params, box, tol, target, precisions, costs, search, exact_lim
             envelope = _hull(envelope, bound)
         else:
             break
+    # the search's plans did not verify: take the cheapest uniform plan whose own bound meets tol
+    for name in sorted(precisions, key=lambda n: _plan_cost(Plan.uniform(flow, n), costs, target)):
+        uniform = Plan.uniform(flow, name)
+        try:
+            bound = best if name == top else plan_error_bound(flow, params, uniform, box, target=target, splits=splits)
+        except LipflowError:
+            continue
+        if bound.value <= tol:
+            fallback = SearchResult(tuple(), _plan_cost(uniform, costs, target), bound.value,
+                                    "fallback: the searched plans did not verify; cheapest uniform plan that does",
+                                    math.nan, math.nan)
+            return uniform, bound, fallback
     fallback = SearchResult(tuple(), 0.0, best.value, "fallback to the most accurate plan", math.nan, math.nan)
     return accurate, best, fallback
 
