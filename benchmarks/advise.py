@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 
 import lipflow as lf
-from lipflow.analysis.advise import advise
+from lipflow.analysis.advisor import advise
 from lipflow.blocks.plan import Plan, run_forward, run_inverse
 from lipflow.bounds.rounding_flow import plan_error_bound
 

@@ -15,8 +15,8 @@ import time
 import numpy as np
 
 import lipflow as lf
-from lipflow.analysis.advise import NoPlanError, advise
 from lipflow.analysis.advise_report import plot_advice
+from lipflow.analysis.advisor import NoPlanError, advise
 from lipflow.experiments.checkerboard import CheckerboardConfig, build_model
 from lipflow.experiments.data import checkerboard
 from lipflow.experiments.fig1 import toy_block

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lipflow as lf
-from lipflow.analysis.advise import NoPlanError, advise, plan_errors
+from lipflow.analysis.advisor import NoPlanError, advise, plan_errors
 from lipflow.analysis.plan_search import Decision, exact_search, greedy_search
 from lipflow.blocks.plan import Plan, load_plan
 from lipflow.bounds.rounding_flow import plan_error_bound

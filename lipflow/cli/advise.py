@@ -63,8 +63,8 @@ def _load_data(path: str) -> onp.ndarray:
 
 
 def run_advise(args: argparse.Namespace) -> int:
-    from lipflow.analysis.advise import advise
     from lipflow.analysis.advise_report import plot_advice
+    from lipflow.analysis.advisor import advise
     from lipflow.blocks.plan import save_plan
     from lipflow.blocks.serialise import load_flow
     from lipflow.io import atomic_savefig, atomic_write_text
