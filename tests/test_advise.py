@@ -175,3 +175,12 @@ def test_cli_advise_writes_plan_table_and_figure(tmp_path, capsys) -> None:
     (tmp_path / "bad.npy").write_bytes(b"not numpy")
     assert main(["advise", str(tmp_path / "model"), "--tol", "1e-3", "--data", str(tmp_path / "bad.npy")]) == 2
     assert math.isfinite(1.0)
+
+
+def test_time_cost_model_is_labelled() -> None:
+    flow, params = _small_flow()
+    advice = advise(flow, params, box=(-1, 1), tol=1e-4, precisions=("float32", "float64"), cost="time",
+                    n_validate=8)
+    assert "time" in advice.cost_model and advice.cost > 0 and advice.error <= 1e-4
+    with pytest.raises(LipflowError, match="cost must be one of"):
+        advise(flow, params, box=(-1, 1), tol=1e-4, cost="flops")
