@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as onp
+
 from lipflow.blocks.flow import Flow
 from lipflow.blocks.plan import Plan
 from lipflow.bounds.api import as_box, lipschitz
@@ -28,7 +30,7 @@ from lipflow.bounds.rounding import arithmetic_model, block_rounding_error, cast
 from lipflow.bounds.rounding import widen as _widen
 from lipflow.errors import LipflowError
 
-__all__ = ["TARGETS", "ChainBound", "PlanBound", "chain_bound", "plan_error_bound"]
+__all__ = ["TARGETS", "ChainBound", "PlanBound", "anchored_inverse_bound", "chain_bound", "plan_error_bound"]
 
 TARGETS = ("reconstruction", "forward", "inverse", "logdet")
 
@@ -85,6 +87,40 @@ def chain_bound(flow: Flow, params: Sequence[Any], box: Box, contexts: Sequence[
                       contributions=tuple(contributions), boxes=(*inputs, current))
 
 
+def anchored_inverse_bound(flow: Flow, params: Sequence[Any], forward: ChainBound, contexts: Sequence[str],
+                           source: str, splits: int = 4) -> ChainBound:
+    """The round trip's inverse pass anchored on the forward activations (lem:rounding-composition,
+    anchored form): D_L = E_L, D_{k-1} = Lip(f_k^-1 on B_k + D_k) (D_k + c_k) + eps_k, where B_k is
+    the forward box of the exact activation x_k; ``total`` = D_0 bounds the whole round trip."""
+    n = len(flow)
+    total, previous = forward.total, source
+    eps, casts, lips = [0.0] * n, [0.0] * n, [0.0] * n
+    inputs: list[Box | None] = [None] * n
+    region = forward.boxes[n]
+    for index in reversed(range(n)):
+        block, p, name = flow.blocks[index], params[index], contexts[index]
+        anchor = forward.boxes[index + 1]
+        region = _widen(anchor, onp.full(flow.dim, total))
+        c_vec = cast_error(region, previous, name)
+        widened = _widen(region, c_vec)
+        try:
+            lips[index] = lipschitz(block, p, direction="inverse", box=widened, splits=splits).value
+            e_vec = block_rounding_error(block, p, widened, name, "inverse")
+        except LipflowError as error:
+            raise type(error)(f"block {index} ({type(block).__name__}, inverse, {name}): {error}") from None
+        eps[index], casts[index], inputs[index] = norm_upper(e_vec), norm_upper(c_vec), widened
+        total = up(lips[index] * (total + casts[index]) + eps[index], 4)
+        previous = name
+    contributions = [0.0] * n
+    suffix = 1.0
+    for index in range(n):
+        contributions[index] = up(suffix * (eps[index] + lips[index] * casts[index]), 4)
+        suffix = up(suffix * lips[index], 2)
+    final = _widen(forward.boxes[0], onp.full(flow.dim, total))
+    return ChainBound(direction="inverse", total=total, eps=tuple(eps), casts=tuple(casts), lips=tuple(lips),
+                      contributions=tuple(contributions), boxes=(*inputs, final))
+
+
 @dataclass(frozen=True)
 class PlanBound:
     """A proven a priori bound on a plan's error over a box (kind "upper").
@@ -133,9 +169,28 @@ def plan_error_bound(flow: Flow, params: Sequence[Any], plan: Plan, box: Any, *,
     forward = chain_bound(flow, params, region, plan.forward, "forward", splits=splits)
     if target == "forward":
         return PlanBound(forward.total, target, forward, None, 0.0, forward.contributions, zero, models)
-    out_box = forward.boxes[-1]
-    lip_inverse = lipschitz(flow, params, direction="inverse", box=out_box, splits=splits).value
-    inverse = chain_bound(flow, params, out_box, plan.inverse, "inverse", source=plan.forward[-1], splits=splits)
-    value = up(lip_inverse * forward.total + inverse.total, 4)
-    scaled = tuple(up(lip_inverse * c, 2) for c in forward.contributions)
-    return PlanBound(value, target, forward, inverse, lip_inverse, scaled, inverse.contributions, models)
+    candidates = []
+    failures = []
+    try:  # Lip(F^-1) on the output box times E_L, plus the inverse pass on that box
+        out_box = forward.boxes[-1]
+        lip_inverse = lipschitz(flow, params, direction="inverse", box=out_box, splits=splits).value
+        inverse = chain_bound(flow, params, out_box, plan.inverse, "inverse", source=plan.forward[-1], splits=splits)
+        value = up(lip_inverse * forward.total + inverse.total, 4)
+        scaled = tuple(up(lip_inverse * c, 2) for c in forward.contributions)
+        candidates.append(PlanBound(value, target, forward, inverse, lip_inverse, scaled, inverse.contributions,
+                                    models))
+    except LipflowError as error:
+        failures.append(error)
+    try:  # anchored on the forward activations: no inverse box images needed
+        anchored = anchored_inverse_bound(flow, params, forward, plan.inverse, plan.forward[-1], splits=splits)
+        product = 1.0
+        for lip in anchored.lips:
+            product = up(product * lip, 2)
+        scaled = tuple(up(product * c, 2) for c in forward.contributions)
+        candidates.append(PlanBound(anchored.total, target, forward, anchored, product, scaled,
+                                    anchored.contributions, models))
+    except LipflowError as error:
+        failures.append(error)
+    if not candidates:
+        raise failures[0]
+    return min(candidates, key=lambda b: b.value)
