@@ -16,7 +16,7 @@ from lipflow import __version__
 from lipflow.errors import LipflowError
 
 #: modules under lipflow.cli that provide subcommands, in help order
-SUBCOMMAND_MODULES: tuple[str, ...] = ("reproduce", "bounds", "sweep", "audit")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("reproduce", "bounds", "sweep", "audit", "advise")
 
 
 def build_parser() -> argparse.ArgumentParser:
