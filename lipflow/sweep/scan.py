@@ -92,6 +92,8 @@ def scan_log(raw: bytes, metrics: Sequence[str]) -> LogScan:
     current_line = 0
     line = 1
 
+    broken = ""  # the cell whose record a bad line broke: its other lines are not reported again
+
     def abandon(reason: str) -> None:
         nonlocal current
         if current:
@@ -119,27 +121,29 @@ def scan_log(raw: bytes, metrics: Sequence[str]) -> LogScan:
             problem = f"metric {row['metric']!r} is not one of this sweep's metrics ({', '.join(expected)})"
         if problem is None and not _is_number(row["value"]):
             problem = f"value {row['value']!r} of metric {row['metric']} is not a number"
-        if problem is not None:
-            abandon(f"line {line} is bad")
-            problems.append(f"line {line}: {problem}")
-        else:
-            if current and (row["cell"] != current[0]["cell"] or row["metric"] != expected[len(current)]):
-                abandon(f"line {line} begins another record")
-            if not current:
-                current_line = line
-            if row["metric"] != expected[len(current)]:
-                problems.append(f"line {line}: metric {row['metric']!r} out of order (expected {expected[0]!r} "
-                                "to begin a record)")
-            else:
-                current.append(row)
-                if len(current) == len(expected):
-                    key = current[0]["cell"]
-                    if key not in records:
-                        records[key] = current
-                        order.append(key)
-                    current = []
-                    clean = end + 1
         position = end + 1
+        if problem is not None:
+            problems.append(f"line {line}: {problem}")
+            broken = current[0]["cell"] if current else row.get("cell", "")
+            current = []
+            continue
+        if current and (row["cell"] != current[0]["cell"] or row["metric"] != expected[len(current)]):
+            abandon(f"line {line} begins another record")
+        if not current:
+            if row["metric"] != expected[0]:
+                if row["cell"] != broken:
+                    problems.append(f"line {line}: metric {row['metric']!r} of cell {row['cell']} does not begin a "
+                                    f"record (expected {expected[0]!r} first)")
+                continue
+            current_line, broken = line, ""
+        current.append(row)
+        if len(current) == len(expected):
+            key = current[0]["cell"]
+            if key not in records:
+                records[key] = current
+                order.append(key)
+            current = []
+            clean = end + 1
     # a record still open here is the torn tail (a power cut between its lines), not a problem
     return LogScan(records, order, clean, len(data) - clean, problems, canonical)
 

@@ -205,15 +205,15 @@ class ResultStore:
     def consolidate(self, spec: SweepSpec) -> Path:
         """Write ``results.csv`` (all finished cells, grid order) atomically and return its path.
 
-        Never replaces a ``results.csv`` by one with fewer rows: such a store is refused with a
-        :class:`LipflowError` saying what it would have dropped.
+        Never replaces a ``results.csv`` by one with fewer rows or without a cell it held: such
+        a store is refused with a :class:`LipflowError` saying what it would have dropped.
         """
         contents = self.contents(spec)
         grid = {cell.key for cell in spec.cells}
         rows = [row for cell in spec.cells for row in contents.records.get(cell.key, ())]
         old = contents.results
-        if old is not None and old.rows > len(rows):
-            foreign = [key for key in old.order if key not in grid]
+        foreign = [key for key in old.order if key not in grid] if old is not None else []
+        if old is not None and (foreign or old.rows > len(rows)):
             why = (f"it holds {len(foreign)} cells that are not in this sweep's grid (e.g. {foreign[0]})" if foreign
                    else f"{LOG_FILE} holds fewer cells")
             raise LipflowError(
