@@ -9,7 +9,6 @@ import pytest
 from lipflow.cli.main import main
 from lipflow.errors import LipflowError
 from lipflow.sweep import run_sweep, spec_from_mapping
-from lipflow.sweep.store import ResultStore
 
 TINY = {
     "name": "tiny",
@@ -35,11 +34,11 @@ def _report(store, capsys):
 
 
 def test_bom_and_crlf_store_reads_every_cell_and_resumes_to_the_same_results(finished, capsys):
-    store, spec, data, rows = finished
+    store, spec, data, _rows = finished
     store.log_path.write_bytes(b"\xef\xbb\xbf" + store.log_path.read_bytes().replace(b"\n", b"\r\n"))
     store.results_path.write_bytes(b"\xef\xbb\xbf" + data.replace(b"\n", b"\r\n"))
     assert len(store.finished(spec)) == CELLS
-    code, out = _report(store, capsys)
+    code, _out = _report(store, capsys)
     assert code == 0 and f"{CELLS} of {CELLS} cells finished" in (store.root / "summary.md").read_text()
     assert store.results_path.read_bytes() == data
     again = run_sweep(spec, store.root, workers=1, progress=False)
@@ -68,7 +67,8 @@ def _set_field(text: str, line: int, column: int, value: str) -> str:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda text: _set_field(text, 4, 10, "abc"), r"cells\.csv:4: value 'abc' of metric recon_error is not a number"),
+        (lambda text: _set_field(text, 4, 10, "abc"),
+         r"cells\.csv:4: value 'abc' of metric recon_error is not a number"),
         (lambda text: "a,b,c\n" + text.split("\n", 1)[1], r"cells\.csv:1: the header is 'a,b,c'"),
         (lambda text: text.replace("\n", "\nnot,a,record\n", 2).replace("\nnot,a,record\n", "\n", 1),
          r"cells\.csv:3: has 3 fields, expected 19"),
@@ -77,7 +77,7 @@ def _set_field(text: str, line: int, column: int, value: str) -> str:
     ids=["non-numeric value", "foreign header", "short line", "unknown metric"],
 )
 def test_a_bad_line_is_named_and_nothing_is_written(finished, capsys, edit, message):
-    store, spec, data, rows = finished
+    store, spec, data, _rows = finished
     store.log_path.write_text(edit(store.log_path.read_text()))
     code, out = _report(store, capsys)
     assert code == 2 and "Traceback" not in out.err
@@ -90,7 +90,7 @@ def test_a_bad_line_is_named_and_nothing_is_written(finished, capsys, edit, mess
 
 
 def test_results_csv_is_never_replaced_by_a_shorter_one(finished, capsys):
-    store, spec, data, rows = finished
+    store, _spec, data, _rows = finished
     # a results.csv holding a cell the log lost and the grid does not have (another spec's cell)
     foreign = data.replace(data.splitlines()[1].split(b",")[1], b"0000000000000000")
     store.results_path.write_bytes(foreign)
@@ -100,7 +100,7 @@ def test_results_csv_is_never_replaced_by_a_shorter_one(finished, capsys):
 
 
 def test_a_torn_header_is_rewritten(finished):
-    store, spec, data, rows = finished
+    store, spec, data, _rows = finished
     store.log_path.write_bytes(b"sweep,cell,blo")
     store.results_path.unlink()
     again = run_sweep(spec, store.root, workers=1, progress=False)
@@ -108,7 +108,7 @@ def test_a_torn_header_is_rewritten(finished):
 
 
 def test_an_unreadable_cell_store_is_a_named_error(finished, capsys):
-    store, spec, data, rows = finished
+    store, _spec, data, _rows = finished
     store.log_path.unlink()
     store.log_path.mkdir()
     code, out = _report(store, capsys)
