@@ -120,7 +120,7 @@ def check_input(x: Any, dim: int, who: str, ctx: Precision | str | None) -> tupl
     if dtype is not None and onp.issubdtype(dtype, onp.complexfloating):
         raise LipflowError(f"{who}: input is complex ({dtype}); lipflow's blocks are real maps, pass x.real "
                            "if the imaginary part is meant to be dropped")
-    if dtype is not None and dtype.kind not in "fiub" and dtype != object and not str(dtype).startswith("bfloat"):
+    if dtype is not None and dtype.kind in "USMm":  # text, bytes, dates: not numbers (dd arrays are structured)
         raise LipflowError(f"{who}: input of dtype {dtype} is not numeric")
     shape = onp.shape(x)
     if len(shape) != 2:

@@ -106,6 +106,7 @@ class LocalRun:
     def __init__(self, cells: Sequence[Cell], settings: ModelSettings, workers: int) -> None:
         self.stop_requested = False
         self._computing = False
+        self._drained = False
         self._pool: ProcessPoolExecutor | None = None
         self._sizes: dict[Future[list[CellResult]], int] = {}
         if workers == 1 or len(cells) <= 1:
@@ -129,7 +130,10 @@ class LocalRun:
         return next(self._results)
 
     def close(self) -> None:
+        """Stop: a pool not yet drained (e.g. never iterated) loses its workers at once."""
         self._results.close()
+        if self._pool is not None and not self._drained:
+            self._kill()
 
     def request_stop(self) -> int:
         """Stop after the cells in flight (safe to call from a signal handler: it only reads and
@@ -166,13 +170,15 @@ class LocalRun:
             self._kill()
             raise
         self._pool.shutdown(wait=True)
+        self._drained = True
 
     def _kill(self) -> None:
         """SIGKILL the workers and drop the pool without waiting (the store is written only by
         this process, record by record, so it stays consistent)."""
         if self._pool is None:
             return
-        for process in list(getattr(self._pool, "_processes", {}).values()):
+        self._drained = True
+        for process in list((getattr(self._pool, "_processes", None) or {}).values()):
             with contextlib.suppress(OSError, ValueError, AttributeError):
                 process.kill()
         self._pool.shutdown(wait=False, cancel_futures=True)
