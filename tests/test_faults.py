@@ -196,7 +196,7 @@ CASES = [
     # ---- sweep stores ---------------------------------------------------------------------------------
     Case("report: non-numeric value", lambda w: ["report", str(_sweep(w, lambda f: _set_value(f, 3, "abc"))),
                                                  "--no-figures"], r"cells\.csv:3: value 'abc'", cli=True),
-    Case("resume: non-numeric value", lambda w: [*SWEEP, "--resume", str(_sweep(w, lambda f: _set_value(f, 2, "1,2")))],
+    Case("resume: a value with a comma (20 fields)", lambda w: [*SWEEP, "--resume", str(_sweep(w, lambda f: _set_value(f, 2, "1,2")))],
          r"cells\.csv:2: has 20 fields", cli=True),
     Case("report: foreign header", lambda w: ["report", str(_sweep(w, lambda f: _write(
         f / "cells.csv", "a,b\n" + (f / "cells.csv").read_text().split("\n", 1)[1]))), "--no-figures"],
@@ -207,7 +207,7 @@ CASES = [
     Case("report: results.csv holds a foreign cell", lambda w: ["report", str(_sweep(w, lambda f: _write(
         f / "results.csv", re.sub(r"^(tiny,)[0-9a-f]{16}", r"\g<1>0000000000000000",
                                   (f / "results.csv").read_text(), count=2, flags=re.MULTILINE)))), "--no-figures"],
-        r"refusing to replace .*not in this sweep's grid", cli=True),
+        r"refusing to replace .*1 cell that is not in this sweep's grid", cli=True),
     Case("report: not a sweep folder", lambda w: ["report", str(w)], r"is not a sweep folder", cli=True),
     Case("report: bad heatmap axes", lambda w: ["report", str(_sweep(w)), "--heatmap", "depth", "colour"],
          r"colour", cli=True),

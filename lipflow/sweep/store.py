@@ -214,7 +214,8 @@ class ResultStore:
         old = contents.results
         foreign = [key for key in old.order if key not in grid] if old is not None else []
         if old is not None and (foreign or old.rows > len(rows)):
-            why = (f"it holds {len(foreign)} cells that are not in this sweep's grid (e.g. {foreign[0]})" if foreign
+            cells = "cell that is" if len(foreign) == 1 else "cells that are"
+            why = (f"it holds {len(foreign)} {cells} not in this sweep's grid (e.g. {foreign[0]})" if foreign
                    else f"{LOG_FILE} holds fewer cells")
             raise LipflowError(
                 f"refusing to replace {self.results_path} ({old.rows} rows) by {len(rows)} rows: {why}. "
