@@ -196,7 +196,8 @@ CASES = [
     # ---- sweep stores ---------------------------------------------------------------------------------
     Case("report: non-numeric value", lambda w: ["report", str(_sweep(w, lambda f: _set_value(f, 3, "abc"))),
                                                  "--no-figures"], r"cells\.csv:3: value 'abc'", cli=True),
-    Case("resume: a value with a comma (20 fields)", lambda w: [*SWEEP, "--resume", str(_sweep(w, lambda f: _set_value(f, 2, "1,2")))],
+    Case("resume: a value with a comma (20 fields)",
+         lambda w: [*SWEEP, "--resume", str(_sweep(w, lambda f: _set_value(f, 2, "1,2")))],
          r"cells\.csv:2: has 20 fields", cli=True),
     Case("report: foreign header", lambda w: ["report", str(_sweep(w, lambda f: _write(
         f / "cells.csv", "a,b\n" + (f / "cells.csv").read_text().split("\n", 1)[1]))), "--no-figures"],
