@@ -88,6 +88,17 @@ def _block_names(block: Block) -> dict[str, str] | None:
 
 def check_complex_params(block: Block, params: Params) -> None:
     """Refuse complex parameters (casting would drop the imaginary part with only a warning)."""
+    stack = [params]
+    while stack:  # a quick scan first; the path is looked up only when something is complex
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(item, complex) or getattr(getattr(item, "dtype", None), "kind", "") == "c":
+            break
+    else:
+        return
     for where, value in _leaves(_values(params), "params"):
         dtype = getattr(value, "dtype", None)
         if (dtype is not None and onp.issubdtype(dtype, onp.complexfloating)) or isinstance(value, complex):
