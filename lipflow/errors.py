@@ -6,11 +6,23 @@ message names what is wrong and how to fix it. The CLI prints these without a tr
 
 from __future__ import annotations
 
-__all__ = ["LipflowError", "NonConvergenceError", "NonConvergenceWarning", "UnboundedError"]
+__all__ = ["LipflowError", "MissingExtraError", "NonConvergenceError", "NonConvergenceWarning", "UnboundedError"]
 
 
 class LipflowError(ValueError):
     """A user-facing error: bad input, bad configuration or an impossible request."""
+
+
+class MissingExtraError(LipflowError, ModuleNotFoundError):
+    """An optional dependency is not installed; the message names the extra that installs it.
+
+    It is also a ``ModuleNotFoundError`` whose ``name`` is the missing module, so code that
+    skips on a missing optional package (test suites, plugins) treats it like one.
+    """
+
+    def __init__(self, message: str, *, name: str) -> None:
+        super().__init__(message)
+        self.name = name
 
 
 class UnboundedError(LipflowError):

@@ -9,7 +9,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_open", "atomic_path", "atomic_savefig", "atomic_write_text"]
+from lipflow.errors import LipflowError
+
+__all__ = ["atomic_open", "atomic_path", "atomic_savefig", "atomic_write_text", "check_output_folder"]
 
 
 def _umask() -> int:
@@ -54,3 +56,29 @@ def atomic_savefig(figure: Any, path: str | os.PathLike[str], **kwargs: Any) -> 
     save: Callable[..., None] = figure.savefig
     with atomic_path(path) as temporary:
         save(temporary, format=suffix, **kwargs)
+
+
+def check_output_folder(path: str | os.PathLike[str], flag: str = "--out") -> None:
+    """A :class:`LipflowError` unless ``path`` is, or can be created as, a folder this process
+    can write in: not a file, not under a file, not in a read-only or immutable folder.
+
+    Creates nothing (the probe file it writes into the nearest existing folder is removed).
+    """
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise LipflowError(f"{flag} {str(target)!r} is a file; give a folder")
+    existing = target
+    while not existing.exists():
+        if existing.is_symlink():
+            raise LipflowError(f"{flag} {str(target)!r}: {str(existing)!r} is a broken link")
+        existing = existing.parent
+    if not existing.is_dir():
+        raise LipflowError(f"{flag} {str(target)!r} cannot be created: {str(existing)!r} is a file, not a folder")
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".lipflow-write-test.", dir=existing)
+    except OSError as error:
+        where = "" if existing == target else f" (its nearest existing folder {str(existing)!r})"
+        raise LipflowError(f"{flag} {str(target)!r} is not writable{where}: {error.strerror or error}; "
+                           "choose a folder you can write to") from None
+    os.close(handle)
+    os.unlink(probe)

@@ -10,7 +10,7 @@ from lipflow.analysis import jacobian_spectrum
 from lipflow.errors import LipflowError
 from lipflow.precision import precision
 
-pytest.importorskip("flint")
+pytest.importorskip("flint", reason="needs the certified extra: pip install 'lipflow[certified]'")
 
 from lipflow.analysis.certify import certify_invertible, check_reconstruction, enclose
 

@@ -115,6 +115,26 @@ def test_cli_and_api_references_are_generated(site: Path) -> None:
     assert 'id="lipflow.blocks.AffineCoupling"' in blocks
 
 
+def test_readme_modules_and_computed_by_targets_are_in_the_built_reference(site: Path) -> None:
+    """Fails when a README-listed module has no page, or a theory page's "computed by:" target
+    has no heading of that id on its module's page."""
+    import docs_reference
+
+    for module in docs_reference.readme_modules(ROOT):
+        assert (site / "reference" / f"{module}.html").is_file(), f"the README lists {module}; it has no API page"
+    for page in docs_theory.read_theory(ROOT / "theory"):
+        for target in page.computed_by:
+            module = docs_reference.defining_module(target, ROOT)
+            html = site / "reference" / f"{module}.html"
+            assert html.is_file(), f"theory/{page.path.name}: {target}: no API page for {module}"
+            assert f'id="{target}"' in html.read_text(encoding="utf-8"), (
+                f"theory/{page.path.name}: computed by {target}, which {html.name} does not document"
+            )
+        rendered = (site / "theory" / page.path.with_suffix(".html").name).read_text(encoding="utf-8")
+        for target in page.computed_by:
+            assert f"#{target}" in rendered, f"theory/{page.path.name} does not link {target} to its heading"
+
+
 def test_front_page_shows_figure1_and_the_readme_commands(site: Path) -> None:
     index = (site / "index.html").read_text(encoding="utf-8")
     assert (site / "generated" / "fig1.png").stat().st_size > 10_000

@@ -209,7 +209,7 @@ def test_module_doctests(module_name: str, tmp_path: Path, monkeypatch: pytest.M
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
         if error.name and not error.name.startswith("lipflow"):
-            pytest.skip(f"{module_name} needs {error.name}, which is not installed")
+            pytest.skip(f"{module_name} needs {error.name}, which is not installed ({error})")
         raise
     finder = doctest.DocTestFinder()
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)

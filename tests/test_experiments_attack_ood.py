@@ -19,7 +19,7 @@ from lipflow.experiments.digit_flows import (
 )
 from lipflow.train import nf_loss
 
-pytest.importorskip("sklearn")
+pytest.importorskip("sklearn", reason="needs the experiments extra: pip install 'lipflow[experiments]'")
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 TINY_FLOW = ["--depth", "1", "--hidden", "4", "--steps", "2", "--batch", "16"]

@@ -23,7 +23,7 @@ from lipflow.experiments.inn_classifier import (
 )
 from lipflow.precision import precision
 
-pytest.importorskip("sklearn")
+pytest.importorskip("sklearn", reason="needs the experiments extra: pip install 'lipflow[experiments]'")
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "classifier.py"
 TINY = ["--depth", "2", "--hidden", "8", "--steps", "4", "--batch", "16", "--probe-every", "2",

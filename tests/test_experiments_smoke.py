@@ -12,7 +12,7 @@ import pytest
 
 from lipflow.cli.main import main
 
-pytest.importorskip("sklearn")
+pytest.importorskip("sklearn", reason="needs the experiments extra: pip install 'lipflow[experiments]'")
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -42,3 +42,16 @@ def test_core_import_pulls_no_optional_dependency():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_ci_installs_every_optional_extra_of_pyproject():
+    """Step (b) of CI reads the extras from pyproject.toml, so a new extra is tested without edits."""
+    import tomllib
+
+    script = (ROOT / ".ci" / "run").read_text()
+    line = next(line for line in script.splitlines() if line.startswith("extras=$("))
+    extracted = subprocess.run(["bash", "-c", line + '; echo "$extras"'], cwd=ROOT, capture_output=True, text=True,
+                               check=True).stdout.strip()
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert extracted.split(",") == list(declared)
+    assert '-e ".[$extras]"' in script and "HYPOTHESIS_PROFILE=ci" in script and "mkdocs\" build --strict" in script

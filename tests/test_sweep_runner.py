@@ -72,7 +72,9 @@ def test_a_torn_log_tail_is_dropped_and_recomputed(tmp_path):
     text = run.store.results_path.read_text()
     log = run.store.log_path
     data = log.read_bytes()
-    # as if killed inside the last write: half of the last record, the last line torn
+    # as if killed inside the last write: half of the last record, the last line torn (a killed run
+    # has not consolidated results.csv, which would otherwise still hold that cell)
+    run.store.results_path.unlink()
     log.write_bytes(data[: len(data) - len(data.splitlines(keepends=True)[-1]) - 40])
     assert len(run.store.finished(spec)) == len(spec.cells) - 1
     again = run_sweep(spec, tmp_path / "run", workers=1, progress=False)
@@ -87,7 +89,7 @@ def test_a_kill_while_the_spec_was_written_leaves_a_usable_folder(tmp_path):
     (tmp_path / "run" / ".spec.toml.k3j2.tmp").write_text("name = ")  # killed before os.replace
     run = run_sweep(spec, tmp_path / "run", workers=1, progress=False)
     assert run.computed == len(spec.cells)
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["cells.csv", "results.csv", "spec.toml"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".lock", "cells.csv", "results.csv", "spec.toml"]
 
 
 def test_one_folder_takes_one_writer(tmp_path):

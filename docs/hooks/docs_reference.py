@@ -1,8 +1,11 @@
 """Generated reference pages: the API (from docstrings) and the CLI (from the argparse parser).
 
-API pages are written for the public modules that exist when the site is built; mkdocstrings
-reads their source statically, so a module whose optional dependency (torch, hypothesis) is not
-installed is still documented and never imported. The CLI page renders the help of every
+API pages are written for the public modules that exist when the site is built: the curated
+packages of :data:`API_MODULES`, every module the README's table lists and, for each of those
+that is a package, its public submodules, and the module of every "computed by:" target of
+``theory/`` (so each of those lands on a documented function). mkdocstrings reads the source
+statically, so a module whose optional dependency (torch, hypothesis) is not installed is
+still documented and never imported. The CLI page renders the help of every
 parser reachable from ``lipflow.cli.main.build_parser()``, so it cannot drift from the code.
 """
 
@@ -12,6 +15,7 @@ import argparse
 import ast
 import os
 import posixpath
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,8 +26,12 @@ __all__ = [
     "api_page_uri",
     "api_pages",
     "cli_page",
+    "computed_by_targets",
+    "defining_module",
     "existing_modules",
     "module_all",
+    "module_summary",
+    "readme_modules",
     "shadowed_exports",
 ]
 
@@ -52,9 +60,100 @@ def _source_of(module: str, root: Path) -> Path | None:
     return None
 
 
+_README_ROW = re.compile(r"^\|\s*(?P<cell>`lipflow[^|]*)\|")
+_CODE = re.compile(r"`(lipflow(?:\.[A-Za-z_][A-Za-z0-9_]*)*)`")
+_COMPUTED_BY = re.compile(r"^computed by:\s*(.*)$", re.IGNORECASE | re.MULTILINE)
+
+
+def readme_modules(root: Path) -> list[str]:
+    """The modules named in the first column of the README's module table."""
+    readme = root / "README.md"
+    if not readme.is_file():
+        return []
+    names = []
+    for line in readme.read_text(encoding="utf-8").splitlines():
+        row = _README_ROW.match(line)
+        if row:
+            names += _CODE.findall(row.group("cell"))
+    return list(dict.fromkeys(names))
+
+
+def computed_by_targets(root: Path) -> list[str]:
+    """Every dotted name on a ``computed by:`` line of ``theory/*.md``."""
+    names = []
+    for page in sorted((root / "theory").glob("*.md")):
+        for line in _COMPUTED_BY.findall(page.read_text(encoding="utf-8")):
+            names += _CODE.findall(line)
+    return list(dict.fromkeys(names))
+
+
+def defining_module(name: str, root: Path) -> str | None:
+    """The longest prefix of dotted ``name`` that is a module with source under ``root``."""
+    parts = name.split(".")
+    for end in range(len(parts), 0, -1):
+        if _source_of(".".join(parts[:end]), root) is not None:
+            return ".".join(parts[:end])
+    return None
+
+
+def _public_submodules(module: str, root: Path) -> list[str]:
+    source = _source_of(module, root)
+    if source is None or source.name != "__init__.py":
+        return []
+    found = []
+    for path in sorted(source.parent.iterdir()):
+        if path.name.startswith("_"):
+            continue
+        if path.suffix == ".py":
+            found.append(f"{module}.{path.stem}")
+        elif (path / "__init__.py").is_file():
+            found += [f"{module}.{path.name}", *_public_submodules(f"{module}.{path.name}", root)]
+    return found
+
+
 def existing_modules(root: Path) -> list[str]:
-    """The modules of :data:`API_MODULES` whose source exists under ``root`` (the repository)."""
-    return [module for module in API_MODULES if _source_of(module, root) is not None]
+    """Every module the reference documents, in order (see the module docstring)."""
+    ordered = [module for module in API_MODULES if _source_of(module, root) is not None]
+    for module in readme_modules(root):
+        if _source_of(module, root) is not None:
+            ordered += [module, *_public_submodules(module, root)]
+    for target in computed_by_targets(root):
+        module = defining_module(target, root)
+        if module is not None:
+            ordered.append(module)
+    return list(dict.fromkeys(ordered))
+
+
+def _defines(module: str, name: str, root: Path) -> bool:
+    """Whether ``module``'s source defines or exports ``name`` at top level (so it has a heading)."""
+    if name in module_all(module, root):
+        return True
+    source = _source_of(module, root)
+    if source is None:
+        return False
+    for node in ast.parse(source.read_text(encoding="utf-8")).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name:
+            return True
+    return False
+
+
+_ROLE = re.compile(r":(?:py:)?[a-z]+:`~?([^`]+)`")
+
+
+def module_summary(module: str, root: Path) -> str:
+    """The first sentence of a module's docstring as Markdown (RST roles and ````code```` made
+    plain inline code), never cut inside a sentence."""
+    source = _source_of(module, root)
+    if source is None:
+        return ""
+    docstring = ast.get_docstring(ast.parse(source.read_text(encoding="utf-8"))) or ""
+    paragraph = " ".join(docstring.strip().split("\n\n", 1)[0].split())
+    paragraph = _ROLE.sub(lambda m: f"`{m.group(1).rsplit('.', 1)[-1] if m.group(0).count('~') else m.group(1)}`",
+                          paragraph)
+    paragraph = paragraph.replace("``", "`")
+    # a sentence ends at . ! ? before a capital letter or the end ("paper Eqs. 3-4" goes on)
+    sentence = re.match(r"(.+?[.!?])(?:\s+(?=[A-Z`*(])|$)", paragraph)
+    return sentence.group(1) if sentence else paragraph
 
 
 def module_all(module: str, root: Path) -> tuple[str, ...]:
@@ -120,7 +219,7 @@ def api_link(name: str, from_src_uri: str, modules: list[str], root: Path) -> st
     module = max(covering, key=len)
     href = posixpath.relpath(api_page_uri(module), posixpath.dirname(from_src_uri) or ".")
     short = name.rsplit(".", 1)[-1]
-    if name != module and short in module_all(module, root):
+    if name != module and name.count(".") == module.count(".") + 1 and _defines(module, short, root):
         href += "#" + anchor_of(module, short, root)
     return href
 
@@ -163,12 +262,10 @@ def api_pages(root: Path) -> dict[str, str]:
         "",
     ]
     for module in modules:
-        first_line = ""
-        source = _source_of(module, root)
-        if source is not None:
-            docstring = ast.get_docstring(ast.parse(source.read_text(encoding="utf-8"))) or ""
-            first_line = docstring.strip().splitlines()[0] if docstring.strip() else ""
-        index.append(f"- [`{module}`]({module}.md){': ' + first_line if first_line else ''}")
+        summary = module_summary(module, root)
+        depth = module.count(".") - 1 if module != "lipflow" else 0
+        indent = "    " * max(0, min(depth, 1) if module.count(".") > 1 and _parent_listed(module, modules) else 0)
+        index.append(f"{indent}- [`{module}`]({module}.md){': ' + summary if summary else ''}")
         if module == "lipflow":
             pages[api_page_uri(module)] = _top_level_page(modules, root)
         else:
@@ -178,6 +275,10 @@ def api_pages(root: Path) -> dict[str, str]:
             pages[api_page_uri(module)] = page
     pages["reference/index.md"] = "\n".join(index) + "\n"
     return pages
+
+
+def _parent_listed(module: str, modules: list[str]) -> bool:
+    return module.rsplit(".", 1)[0] in modules
 
 
 def _walk(parser: argparse.ArgumentParser, depth: int) -> Iterator[tuple[int, argparse.ArgumentParser]]:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as onp
 from autograd.tracer import getval
 
-from lipflow.blocks.base import Block, Params, check_input
+from lipflow.blocks.base import Block, Params, check_input, check_seed, params_guard
 from lipflow.blocks.residual import FixedPointInfo, Residual
 from lipflow.errors import LipflowError
 from lipflow.precision import Precision
@@ -58,6 +58,7 @@ class Flow(Block):
 
     def init(self, seed: int | onp.random.Generator | None = 0) -> list[Params]:
         """Per-block parameters, each block seeded from an independent child seed."""
+        check_seed(seed)
         if isinstance(seed, onp.random.Generator):
             children = [seed] * len(self.blocks)
         else:
@@ -101,17 +102,19 @@ class Flow(Block):
 
     def forward_and_logdet(self, params: Params, x: Any, *, ctx: Precision | str | None = None) -> tuple[Any, Any]:
         x, context = check_input(x, self.dim, "Flow.forward_and_logdet", ctx)
-        return self._forward_and_logdet(context.cast(self._prepare(params)), x, context)
+        with params_guard(self, params):
+            return self._forward_and_logdet(context.cast(self._prepare(params)), x, context)
 
     # ---- with every intermediate activation ---------------------------------------------------
     def forward_trace(self, params: Params, x: Any, *, ctx: Precision | str | None = None) -> list[Any]:
         """[x_0 = x, x_1 = F_1(x_0), ..., x_L = F(x)] at the working precision."""
         x, context = check_input(x, self.dim, "Flow.forward_trace", ctx)
-        params = context.cast(self._prepare(params))
-        trace = [x]
-        for block, p in zip(self.blocks, params, strict=True):
-            trace.append(block._forward(p, trace[-1], context))
-        return trace
+        with params_guard(self, params):
+            cast = context.cast(self._prepare(params))
+            trace = [x]
+            for block, p in zip(self.blocks, cast, strict=True):
+                trace.append(block._forward(p, trace[-1], context))
+            return trace
 
     def inverse_trace(
         self, params: Params, z: Any, *, ctx: Precision | str | None = None
@@ -121,7 +124,12 @@ class Flow(Block):
         ``z_{k-1} = F_k^-1(z_k)``; the record is ``None`` for blocks with a closed-form inverse.
         """
         z, context = check_input(z, self.dim, "Flow.inverse_trace", ctx)
-        params = context.cast(self._prepare(params))
+        with params_guard(self, params):
+            return self._inverse_trace(context.cast(self._prepare(params)), z, context)
+
+    def _inverse_trace(
+        self, params: Params, z: Any, context: Precision
+    ) -> tuple[list[Any], list[FixedPointInfo | None]]:
         trace, infos = [z], [None] * len(self.blocks)
         for index in reversed(range(len(self.blocks))):
             block = self.blocks[index]

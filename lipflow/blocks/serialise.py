@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +96,13 @@ def _flatten(tree: Any, prefix: str, out: dict[str, onp.ndarray]) -> Any:
         return {key: _flatten(value, f"{prefix}/{key}", out) for key, value in tree.items()}
     if isinstance(tree, (list, tuple)):
         return [_flatten(value, f"{prefix}/{i}", out) for i, value in enumerate(tree)]
-    out[prefix] = onp.asarray(tree, dtype=onp.float64)
+    array = onp.asarray(tree)
+    if array.dtype.kind not in "fiu":
+        raise LipflowError(f"parameter {prefix!r} has dtype {array.dtype}; lipflow parameters are real numbers")
+    array = array.astype(onp.float64)
+    if not onp.all(onp.isfinite(array)):
+        raise LipflowError(f"parameter {prefix!r} has NaN/inf entries; a model with them cannot be saved")
+    out[prefix] = array
     return {"array": prefix}
 
 
@@ -106,7 +113,15 @@ def _unflatten(skeleton: Any, arrays: Any) -> Any:
         key = skeleton["array"]
         if key not in arrays:
             raise LipflowError(f"parameter array {key!r} is missing from the .npz file")
-        return onp.asarray(arrays[key], dtype=onp.float64)
+        array = arrays[key]
+        if array.dtype.kind not in "fiu":
+            raise LipflowError(f"parameter array {key!r} has dtype {array.dtype}; lipflow parameters are real numbers")
+        array = onp.asarray(array, dtype=onp.float64)
+        if not onp.all(onp.isfinite(array)):
+            bad = int(onp.sum(~onp.isfinite(array)))
+            raise LipflowError(f"parameter array {key!r} has {bad} NaN/inf entries of {array.size}; the model is "
+                               "corrupt or diverged in training")
+        return array
     if isinstance(skeleton, dict):
         return {k: _unflatten(v, arrays) for k, v in skeleton.items()}
     raise LipflowError(f"malformed parameter layout entry {skeleton!r}")
@@ -132,9 +147,12 @@ def load_flow(path: str | os.PathLike[str]) -> tuple[Block, Params]:
         if not required.is_file():
             raise LipflowError(f"{required} does not exist; save_flow writes both {json_path.name} and {npz_path.name}")
     try:
-        document = json.loads(json_path.read_text())
+        document = json.loads(json_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise LipflowError(f"{json_path} is not valid JSON: {error}") from None
+    except UnicodeDecodeError as error:
+        raise LipflowError(f"{json_path} is not UTF-8 text (byte {error.start}); save_flow writes UTF-8 JSON: "
+                           "restore the file or save the model again") from None
     if not isinstance(document, dict) or document.get("format") != "lipflow":
         raise LipflowError(f"{json_path} is not a lipflow model file (no 'format': 'lipflow')")
     if document.get("version") != FORMAT_VERSION:
@@ -143,26 +161,39 @@ def load_flow(path: str | os.PathLike[str]) -> tuple[Block, Params]:
     block = block_from_config(document.get("architecture"))
     try:
         with onp.load(npz_path, allow_pickle=False) as arrays:
+            if not hasattr(arrays, "files"):
+                raise LipflowError(f"{npz_path} holds a single array, not the .npz archive save_flow writes")
             params = _unflatten(document.get("params"), arrays)
-    except ValueError as error:
-        raise LipflowError(f"{npz_path} cannot be read without pickle or is malformed: {error}") from None
-    mismatch = _first_mismatch(block.init(0), params, "params")
+    except LipflowError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as error:
+        reason = "it is empty" if npz_path.stat().st_size == 0 else f"{type(error).__name__}: {error}"
+        raise LipflowError(f"{npz_path} cannot be read without pickle or is not a complete .npz archive "
+                           f"({reason}); if it was truncated, save the model again") from None
+    mismatch = first_mismatch(block.init(0), params, "params")
     if mismatch:
         raise LipflowError(f"{npz_path} does not match the architecture in {json_path.name}: {mismatch}")
     return block, params
 
 
-def _first_mismatch(expected: Any, got: Any, where: str) -> str | None:
-    """Where the structure or an array shape of ``got`` differs from ``expected``, or None."""
+def first_mismatch(expected: Any, got: Any, where: str, names: dict[str, str] | None = None) -> str | None:
+    """Where the structure or an array shape of ``got`` differs from ``expected``, or None.
+
+    ``names`` labels paths (e.g. ``{"params/1": "block 1 (AffineCoupling(dim=2))"}``).
+    """
+    prefixes = sorted(names or (), key=len, reverse=True)
+    owner = next((names[p] for p in prefixes if where == p or where.startswith(p + "/")), None) if names else None
+    label = f"{where} of {owner}" if owner else where
     if isinstance(expected, dict):
         if not isinstance(got, dict) or set(got) != set(expected):
-            return f"{where} should have keys {sorted(expected)}"
-        return next((m for k in expected if (m := _first_mismatch(expected[k], got[k], f"{where}/{k}"))), None)
+            return f"{label} should have keys {sorted(expected)}"
+        return next((m for k in expected if (m := first_mismatch(expected[k], got[k], f"{where}/{k}", names))), None)
     if isinstance(expected, (list, tuple)):
         if not isinstance(got, (list, tuple)) or len(got) != len(expected):
-            return f"{where} should be a list of {len(expected)} entries"
+            return f"{label} should be a list of {len(expected)} entries"
         pairs = zip(expected, got, strict=True)
-        return next((m for i, (e, g) in enumerate(pairs) if (m := _first_mismatch(e, g, f"{where}/{i}"))), None)
+        return next((m for i, (e, g) in enumerate(pairs)
+                     if (m := first_mismatch(e, g, f"{where}/{i}", names))), None)
     if onp.shape(expected) != onp.shape(got):
-        return f"{where} has shape {onp.shape(got)}, the architecture needs {onp.shape(expected)}"
+        return f"{label} has shape {onp.shape(got)}, expected {onp.shape(expected)}"
     return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from collections.abc import Sequence
 
@@ -34,7 +35,31 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(subparsers)
+    _numbers_are_values(parser)
     return parser
+
+
+#: what argparse must read as a (negative) number, not an option: -4, -1e3, -.5, -inf
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$|^-(inf|infinity)$", re.IGNORECASE)
+
+
+def _numbers_are_values(parser: argparse.ArgumentParser) -> None:
+    """Let every (sub)parser take ``--box -1e3 1e3``: argparse reads only -4 or -0.5 as numbers."""
+    parser._negative_number_matcher = _NEGATIVE_NUMBER  # type: ignore[attr-defined]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _numbers_are_values(sub)
+
+
+def _check_output_folders(args: argparse.Namespace) -> None:
+    """Refuse an unusable output folder (a file, under a file, read-only) before any work."""
+    from lipflow.io import check_output_folder
+
+    for flag in ("out", "resume"):
+        value = getattr(args, flag, None)
+        if isinstance(value, str) and value:
+            check_output_folder(value, f"--{flag}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,9 +69,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        _check_output_folders(args)
         return int(args.handler(args) or 0)
     except LipflowError as error:
         print(f"lipflow {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except (PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as error:
+        # a path the user gave cannot be used (checked early where possible; this is the backstop)
+        print(f"lipflow {args.command}: error: {error.strerror}: {error.filename!r}; check the paths given",
+              file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `lipflow bounds ... | head`
         sys.stderr.close()

@@ -115,7 +115,10 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         from lipflow.sweep.store import ResultStore
 
-        done = len(ResultStore(out).finished(spec)) if (out / "spec.toml").exists() else 0
+        try:
+            done = len(ResultStore(out).finished(spec)) if (out / "spec.toml").exists() else 0
+        except (LipflowError, OSError):
+            done = 0
         print(f"interrupted: {done} of {len(spec.cells)} cells are stored; continue with "
               f"`lipflow sweep --resume {out}`", file=sys.stderr)
         raise

@@ -177,7 +177,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> CheckerboardConfig:
     config = FULL if args.full else CheckerboardConfig()
-    changes = {key: getattr(args, key) for key in ("depth", "steps", "batch", "grid_step") if getattr(args, key)}
+    keys = ("depth", "steps", "batch", "grid_step")
+    changes = {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
     if args.hidden:
         changes["hidden"] = tuple(args.hidden)
     if args.models:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as onp
 
-from lipflow.errors import LipflowError
+from lipflow.errors import MissingExtraError
 
 __all__ = ["DATA_BOX", "Digits", "checkerboard", "load_digits", "regression_pairs"]
 
@@ -48,9 +48,10 @@ def load_digits(test_fraction: float = 0.25, seed: int = 0) -> Digits:
     try:
         from sklearn.datasets import load_digits as sklearn_digits
     except ModuleNotFoundError:
-        raise LipflowError(
+        raise MissingExtraError(
             "this experiment uses scikit-learn's bundled 8x8 digits; install it with "
-            "pip install 'lipflow[experiments]' (or pip install scikit-learn)"
+            "pip install 'lipflow[experiments]' (or pip install scikit-learn)",
+            name="sklearn",
         ) from None
     data = sklearn_digits()
     x = data.data.astype(onp.float64) / 16.0

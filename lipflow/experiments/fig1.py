@@ -269,7 +269,7 @@ def _drop_other_figure1_sweep(spec: SweepSpec, folder: Path) -> None:
         saved = store.load_spec()
     except LipflowError:
         return
-    ours = {"spec.toml", "cells.csv", "results.csv"}
+    ours = {"spec.toml", "cells.csv", "results.csv", ".lock"}
     if saved.name == "fig1" and saved.to_mapping() != spec.to_mapping() and {
         p.name for p in folder.iterdir()
     } <= ours:

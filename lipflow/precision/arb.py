@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as onp
 
-from lipflow.errors import LipflowError
+from lipflow.errors import LipflowError, MissingExtraError
 from lipflow.precision.base import Precision, tree_map
 
 __all__ = ["ArbPrecision", "arb_precision", "flint_available", "hull", "is_arb", "require_flint"]
@@ -42,8 +42,9 @@ def flint_available() -> bool:
 def require_flint() -> None:
     """Raise a clear error when the optional python-flint is missing."""
     if flint is None:
-        raise LipflowError(
-            "certified enclosures need python-flint: pip install 'lipflow[certified]' (or python-flint)"
+        raise MissingExtraError(
+            "certified enclosures need python-flint: pip install 'lipflow[certified]' (or python-flint)",
+            name="flint",
         )
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from lipflow.errors import LipflowError
+from lipflow.errors import LipflowError, MissingExtraError
 from lipflow.sweep.cells import CellResult, ModelSettings, compute_cell
 from lipflow.sweep.spec import Cell
 
@@ -24,9 +24,10 @@ def _distributed() -> Any:
     try:
         import distributed
     except ModuleNotFoundError:
-        raise LipflowError(
+        raise MissingExtraError(
             "running on Dask needs the optional extra: pip install 'lipflow[dask]' "
-            "(or pip install 'dask[distributed]')"
+            "(or pip install 'dask[distributed]')",
+            name="distributed",
         ) from None
     return distributed
 

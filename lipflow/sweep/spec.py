@@ -348,12 +348,23 @@ def _cells(axes: Mapping[str, tuple[Any, ...]], *, dim: int, activation: str) ->
 def load_spec(path: str | Path, overrides: Mapping[str, Any] | None = None) -> SweepSpec:
     """Read and validate a TOML spec; ``overrides`` (from CLI flags) replace its keys."""
     path = Path(path)
+    if path.is_dir():
+        raise LipflowError(f"spec file {str(path)!r} is a folder; give a TOML file (see examples/sweep_spec.toml), "
+                           "or continue a sweep folder with --resume DIR")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise LipflowError(f"spec file {str(path)!r} does not exist") from None
+    except UnicodeDecodeError as error:
+        raise LipflowError(f"spec file {str(path)!r} is not UTF-8 text (byte {error.start}); a spec is a TOML text "
+                           "file") from None
+    except OSError as error:
+        raise LipflowError(f"cannot read spec file {str(path)!r}: {error.strerror or error}") from None
     except tomllib.TOMLDecodeError as error:
         raise LipflowError(f"spec file {str(path)!r} is not valid TOML: {error}") from None
+    if not data:
+        raise LipflowError(f"spec file {str(path)!r} is empty; give at least one key (e.g. [axes] with "
+                           "precision = [\"float16\", \"float32\"]) or run `lipflow sweep --out DIR` with flags only")
     return spec_from_mapping(merge_overrides(data, overrides or {}), source=str(path))
 
 

@@ -5,6 +5,7 @@ Layout of a sweep folder::
     spec.toml     the validated spec (``lipflow sweep --resume DIR`` reads it)
     cells.csv     the log: one record per finished cell, in completion order
     results.csv   the finished cells in grid order (written at the end of a run and by the report)
+    .lock         the writer's lock and its owner (:mod:`lipflow.sweep.lock`)
 
 Both CSV files have the same tidy columns (:data:`COLUMNS`), one row per cell x metric, and
 open in any spreadsheet, pandas, R or the ``csv`` module with no extra dependency.
@@ -14,17 +15,22 @@ A record (all rows of one cell) is appended with a single ``write`` to a file op
 any later moment loses nothing. A kill can only interrupt the record being written: the
 reader accepts a cell only when its record is complete (every metric of the spec, newline
 terminated), and the next run truncates the log back to its last complete record before
-appending. A lock on the log keeps two runs from appending to one folder at once, so no cell
+appending. The folder's lock keeps two runs from appending to one folder at once, so no cell
 is stored twice. The log is fsync'ed at most once a second and when a run ends (an fsync per
 cell costs ~10 ms, more than a Figure-1 cell), which bounds what a power cut can take; after
 one, the torn tail is dropped in the same way. Values are written with ``repr``
 (shortest round trip), so ``inf``/``nan`` stay visible and re-reading gives the same float64.
+
+Nothing is lost to a bad file (:mod:`lipflow.sweep.scan`): a byte-order mark and CRLF line
+ends are read as such; a line that is not a valid record (a hand-edited value ``abc``, a
+foreign header) stops every writer with an error naming the file and line; cells that only
+``results.csv`` still holds (the log deleted) are read from it and put back into the log; and
+``results.csv`` is never replaced by a table with fewer rows.
 """
 
 from __future__ import annotations
 
 import csv
-import fcntl
 import io
 import os
 import time
@@ -36,26 +42,33 @@ from pathlib import Path
 from lipflow.errors import LipflowError
 from lipflow.io import atomic_write_text
 from lipflow.sweep.cells import CellResult
+from lipflow.sweep.lock import LOCK_FILE, folder_lock
+from lipflow.sweep.scan import (
+    AXIS_COLUMNS,
+    COLUMNS,
+    HEADER,
+    VERSION_COLUMNS,
+    LogScan,
+    describe_problems,
+    normalise,
+    scan_log,
+)
 from lipflow.sweep.spec import SweepSpec, load_spec, spec_to_toml
 
 __all__ = [
     "AXIS_COLUMNS",
     "COLUMNS",
+    "HEADER",
+    "LOCK_FILE",
     "VERSION_COLUMNS",
     "LogScan",
     "ResultStore",
+    "StoreContents",
     "cell_rows",
     "read_csv_rows",
     "rows_to_csv_text",
+    "scan_log",
 ]
-
-AXIS_COLUMNS = ("block", "conditioner", "scale", "inputs", "seed", "precision", "depth")
-VERSION_COLUMNS = ("lipflow", "numpy", "autograd", "mpmath")
-COLUMNS = (
-    "sweep", "cell", *AXIS_COLUMNS, "metric", "value", "reference", "dim", "samples", "semantics",
-    *VERSION_COLUMNS,
-)
-HEADER = (",".join(COLUMNS) + "\n").encode()
 
 SPEC_FILE = "spec.toml"
 LOG_FILE = "cells.csv"
@@ -73,61 +86,12 @@ def rows_to_csv_text(rows: Iterable[dict[str, str]], *, header: bool = True) -> 
 
 
 def read_csv_rows(path: Path) -> list[dict[str, str]]:
-    with open(path, encoding="utf-8", newline="") as stream:
-        reader = csv.DictReader(stream)
-        if tuple(reader.fieldnames or ()) != COLUMNS:
-            raise LipflowError(f"{path} is not a lipflow sweep result file (columns {reader.fieldnames})")
-        return list(reader)
-
-
-@dataclass(frozen=True)
-class LogScan:
-    """What the log holds: complete records by cell key (first one wins) and the byte length
-    of the log up to the end of its last complete record."""
-
-    records: dict[str, list[dict[str, str]]]
-    clean_length: int
-    torn_bytes: int
-
-
-def scan_log(data: bytes, metrics: Sequence[str]) -> LogScan:
-    """Parse log bytes; a record counts only with exactly ``metrics`` in order and a final newline."""
-    if not data.startswith(HEADER):
-        return LogScan({}, 0, len(data))
-    records: dict[str, list[dict[str, str]]] = {}
-    position = clean = len(HEADER)
-    current: list[dict[str, str]] = []
-    expected = list(metrics)
-
-    def close(end: int) -> int:
-        nonlocal current
-        if current and [row["metric"] for row in current] == expected:
-            records.setdefault(current[0]["cell"], current)
-            current = []
-            return end
-        current = []
-        return -1
-
-    while position < len(data):
-        end = data.find(b"\n", position)
-        if end < 0:
-            break  # a torn last line
-        try:
-            fields = next(csv.reader([data[position:end].decode("utf-8")]))
-        except (UnicodeDecodeError, csv.Error, StopIteration):
-            fields = []
-        row = dict(zip(COLUMNS, fields, strict=False)) if len(fields) == len(COLUMNS) else None
-        if row is None or row["metric"] not in expected:
-            current = []
-        else:
-            if current and (row["cell"] != current[0]["cell"] or row["metric"] == expected[0]):
-                current = []  # a new record began before the last one completed
-            current.append(row)
-            if len(current) == len(expected):
-                finished = close(end + 1)
-                clean = finished if finished > 0 else clean
-        position = end + 1
-    return LogScan(records, clean, len(data) - clean)
+    """The rows of a sweep CSV file (a UTF-8 byte-order mark and CRLF line ends are accepted)."""
+    text = normalise(Path(path).read_bytes()).decode("utf-8", errors="replace")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if tuple(reader.fieldnames or ()) != COLUMNS:
+        raise LipflowError(f"{path} is not a lipflow sweep result file (columns {reader.fieldnames})")
+    return list(reader)
 
 
 class ResultStore:
@@ -169,7 +133,7 @@ class ResultStore:
         summary.* (``.NAME.XXXX.tmp``; the finished files themselves are never touched)."""
         if not self.root.is_dir():
             return
-        for name in (SPEC_FILE, RESULTS_FILE, "summary.csv", "summary.md"):
+        for name in (SPEC_FILE, LOG_FILE, RESULTS_FILE, "summary.csv", "summary.md"):
             for path in self.root.glob(f".{name}.*.tmp"):
                 path.unlink(missing_ok=True)
 
@@ -187,57 +151,122 @@ class ResultStore:
         return load_spec(self.spec_path)
 
     # ---- reading --------------------------------------------------------------------------------
-    def scan(self, spec: SweepSpec) -> LogScan:
+    def _read(self, path: Path) -> bytes | None:
         try:
-            data = self.log_path.read_bytes()
+            return path.read_bytes()
         except FileNotFoundError:
-            data = b""
-        return scan_log(data, spec.metrics)
+            return None
+        except OSError as error:
+            raise LipflowError(f"cannot read {path} ({error.strerror or error}); it must be a readable file") from None
+
+    def contents(self, spec: SweepSpec, *, strict: bool = True) -> StoreContents:
+        """Every finished cell: the log's records, then cells that only ``results.csv`` still holds.
+
+        With ``strict`` (for anything that writes), a line of either file that is not a valid
+        record raises a :class:`LipflowError` naming the file, the line and how to recover.
+        """
+        log = scan_log(self._read(self.log_path) or b"", spec.metrics)
+        data = self._read(self.results_path)
+        results = None if data is None else scan_log(data, spec.metrics)
+        if strict and log.problems:
+            raise LipflowError(
+                "the cell store has lines that are not finished cells: "
+                f"{describe_problems(self.log_path, log.problems)}. "
+                f"Fix or delete those lines (a cell whose lines are deleted is recomputed by `lipflow sweep --resume "
+                f"{self.root}`); nothing was written"
+            )
+        if strict and results is not None and results.problems:
+            raise LipflowError(
+                f"{describe_problems(self.results_path, results.problems)}. results.csv is rebuilt from "
+                f"{LOG_FILE}: fix those lines, or move it away if {LOG_FILE} holds every cell; nothing was written"
+            )
+        records = dict(log.records)
+        recovered = []
+        if results is not None:
+            for key in results.order:
+                if key not in records:
+                    records[key] = results.records[key]
+                    recovered.append(key)
+        return StoreContents(records, log, results, recovered)
+
+    def scan(self, spec: SweepSpec) -> LogScan:
+        return scan_log(self._read(self.log_path) or b"", spec.metrics)
 
     def finished(self, spec: SweepSpec) -> set[str]:
-        """Keys of the cells of ``spec`` with a complete record."""
+        """Keys of the cells of ``spec`` with a complete, valid record (in the log or results.csv)."""
         keys = {cell.key for cell in spec.cells}
-        return set(self.scan(spec).records) & keys
+        return set(self.contents(spec, strict=False).records) & keys
 
     def rows(self, spec: SweepSpec) -> list[dict[str, str]]:
-        """Rows of every finished cell, in the spec's grid order."""
-        records = self.scan(spec).records
+        """Rows of every finished cell, in the spec's grid order (refuses a store with bad lines)."""
+        records = self.contents(spec).records
         return [row for cell in spec.cells for row in records.get(cell.key, ())]
 
     def consolidate(self, spec: SweepSpec) -> Path:
-        """Write ``results.csv`` (all finished cells, grid order) atomically and return its path."""
-        atomic_write_text(self.results_path, rows_to_csv_text(self.rows(spec)))
+        """Write ``results.csv`` (all finished cells, grid order) atomically and return its path.
+
+        Never replaces a ``results.csv`` by one with fewer rows or without a cell it held: such
+        a store is refused with a :class:`LipflowError` saying what it would have dropped.
+        """
+        contents = self.contents(spec)
+        grid = {cell.key for cell in spec.cells}
+        rows = [row for cell in spec.cells for row in contents.records.get(cell.key, ())]
+        old = contents.results
+        foreign = [key for key in old.order if key not in grid] if old is not None else []
+        if old is not None and (foreign or old.rows > len(rows)):
+            cells = "cell that is" if len(foreign) == 1 else "cells that are"
+            why = (f"it holds {len(foreign)} {cells} not in this sweep's grid (e.g. {foreign[0]})" if foreign
+                   else f"{LOG_FILE} holds fewer cells")
+            raise LipflowError(
+                f"refusing to replace {self.results_path} ({old.rows} rows) by {len(rows)} rows: {why}. "
+                f"Move results.csv away first if that is really meant"
+            )
+        atomic_write_text(self.results_path, rows_to_csv_text(rows))
         return self.results_path
 
     def stored_versions(self, spec: SweepSpec) -> set[tuple[str, ...]]:
         """The distinct (lipflow, numpy, autograd, mpmath) versions recorded by finished cells."""
-        return {tuple(rows[0][name] for name in VERSION_COLUMNS) for rows in self.scan(spec).records.values()}
+        records = self.contents(spec, strict=False).records
+        return {tuple(rows[0][name] for name in VERSION_COLUMNS) for rows in records.values()}
 
     # ---- writing --------------------------------------------------------------------------------
     @contextmanager
     def appender(self, spec: SweepSpec) -> Iterator[LogAppender]:
-        """Exclusive append access: drops a torn tail, then yields a :class:`LogAppender`."""
+        """Exclusive append access (the folder's lock): refuses a log with bad lines, drops a torn
+        tail, rewrites a BOM/CRLF log in plain form and puts back cells only results.csv still
+        has, then yields a :class:`LogAppender`."""
         self.root.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(self.log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
+        with folder_lock(self.root) as taken_over:
+            contents = self.contents(spec)
+            log = contents.log
+            rewrite = bool(contents.recovered) or not log.canonical or (log.clean_length == 0 and log.torn_bytes > 0)
+            if rewrite:
+                keys = [*log.order, *contents.recovered]
+                atomic_write_text(self.log_path, rows_to_csv_text(row for key in keys for row in contents.records[key]))
+            descriptor = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
             try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise LipflowError(
-                    f"{self.root} is being written by another `lipflow sweep`; wait for it to finish "
-                    "(or stop it) before running this sweep there again"
-                ) from None
-            scan = self.scan(spec)
-            if scan.clean_length == 0:
-                os.ftruncate(descriptor, 0)
-                _write_all(descriptor, HEADER)
-            elif scan.torn_bytes:
-                os.ftruncate(descriptor, scan.clean_length)
-            appender = LogAppender(descriptor, spec)
-            yield appender
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)  # releases the lock
+                size = os.fstat(descriptor).st_size
+                if size == 0:
+                    _write_all(descriptor, HEADER)
+                elif log.torn_bytes and not rewrite:
+                    os.ftruncate(descriptor, log.clean_length)
+                appender = LogAppender(descriptor, spec)
+                appender.taken_over = taken_over
+                yield appender
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+
+
+@dataclass(frozen=True)
+class StoreContents:
+    """What a sweep folder holds: ``records`` by cell key, the scans of both files, and the keys
+    of cells only ``results.csv`` holds (``recovered``, e.g. after the log was deleted)."""
+
+    records: dict[str, list[dict[str, str]]]
+    log: LogScan
+    results: LogScan | None
+    recovered: list[str]
 
 
 class LogAppender:
@@ -247,6 +276,7 @@ class LogAppender:
         self._descriptor = descriptor
         self._spec = spec
         self._last_sync = time.monotonic()
+        self.taken_over: object = None  # the dead owner whose lock was taken over, if any
 
     def write(self, result: CellResult) -> None:
         _write_all(self._descriptor, rows_to_csv_text(cell_rows(self._spec, result), header=False).encode())
