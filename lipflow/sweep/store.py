@@ -28,7 +28,7 @@ import fcntl
 import io
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,9 +44,12 @@ __all__ = [
     "VERSION_COLUMNS",
     "LogScan",
     "ResultStore",
+    "append_log",
     "cell_rows",
     "read_csv_rows",
     "rows_to_csv_text",
+    "scan_log",
+    "write_all",
 ]
 
 AXIS_COLUMNS = ("block", "conditioner", "scale", "inputs", "seed", "precision", "depth")
@@ -63,9 +66,11 @@ RESULTS_FILE = "results.csv"
 FSYNC_INTERVAL_S = 1.0
 
 
-def rows_to_csv_text(rows: Iterable[dict[str, str]], *, header: bool = True) -> str:
+def rows_to_csv_text(
+    rows: Iterable[dict[str, str]], *, header: bool = True, columns: Sequence[str] = COLUMNS
+) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     if header:
         writer.writeheader()
     writer.writerows(rows)
@@ -90,19 +95,25 @@ class LogScan:
     torn_bytes: int
 
 
-def scan_log(data: bytes, metrics: Sequence[str]) -> LogScan:
-    """Parse log bytes; a record counts only with exactly ``metrics`` in order and a final newline."""
-    if not data.startswith(HEADER):
+def scan_log(data: bytes, metrics: Sequence[str], *, columns: Sequence[str] = COLUMNS, key: str = "cell") -> LogScan:
+    """Parse log bytes; a record counts only with exactly ``metrics`` in order and a final newline.
+
+    ``columns`` and ``key`` (the column naming a record) default to the sweep log's; other
+    append-only logs (e.g. the training monitor's) reuse the same format rules with their own.
+    """
+    columns = tuple(columns)
+    header = (",".join(columns) + "\n").encode()
+    if not data.startswith(header):
         return LogScan({}, 0, len(data))
     records: dict[str, list[dict[str, str]]] = {}
-    position = clean = len(HEADER)
+    position = clean = len(header)
     current: list[dict[str, str]] = []
     expected = list(metrics)
 
     def close(end: int) -> int:
         nonlocal current
         if current and [row["metric"] for row in current] == expected:
-            records.setdefault(current[0]["cell"], current)
+            records.setdefault(current[0][key], current)
             current = []
             return end
         current = []
@@ -116,11 +127,11 @@ def scan_log(data: bytes, metrics: Sequence[str]) -> LogScan:
             fields = next(csv.reader([data[position:end].decode("utf-8")]))
         except (UnicodeDecodeError, csv.Error, StopIteration):
             fields = []
-        row = dict(zip(COLUMNS, fields, strict=False)) if len(fields) == len(COLUMNS) else None
+        row = dict(zip(columns, fields, strict=False)) if len(fields) == len(columns) else None
         if row is None or row["metric"] not in expected:
             current = []
         else:
-            if current and (row["cell"] != current[0]["cell"] or row["metric"] == expected[0]):
+            if current and (row[key] != current[0][key] or row["metric"] == expected[0]):
                 current = []  # a new record began before the last one completed
             current.append(row)
             if len(current) == len(expected):
@@ -217,27 +228,38 @@ class ResultStore:
     @contextmanager
     def appender(self, spec: SweepSpec) -> Iterator[LogAppender]:
         """Exclusive append access: drops a torn tail, then yields a :class:`LogAppender`."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(self.log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        busy = (f"{self.root} is being written by another `lipflow sweep`; wait for it to finish "
+                "(or stop it) before running this sweep there again")
+        with append_log(self.log_path, lambda data: scan_log(data, spec.metrics), HEADER, busy) as descriptor:
+            yield LogAppender(descriptor, spec)
+
+
+@contextmanager
+def append_log(path: Path, scan: Callable[[bytes], LogScan], header: bytes, busy: str) -> Iterator[int]:
+    """Exclusive append access to a log: lock it (``busy`` is the error when another process
+    holds it), drop a torn tail found by ``scan`` (or start it with ``header``), yield the
+    ``O_APPEND`` descriptor for :func:`write_all`, fsync on exit."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
         try:
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise LipflowError(
-                    f"{self.root} is being written by another `lipflow sweep`; wait for it to finish "
-                    "(or stop it) before running this sweep there again"
-                ) from None
-            scan = self.scan(spec)
-            if scan.clean_length == 0:
-                os.ftruncate(descriptor, 0)
-                _write_all(descriptor, HEADER)
-            elif scan.torn_bytes:
-                os.ftruncate(descriptor, scan.clean_length)
-            appender = LogAppender(descriptor, spec)
-            yield appender
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)  # releases the lock
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LipflowError(busy) from None
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            data = b""
+        found = scan(data)
+        if found.clean_length == 0:
+            os.ftruncate(descriptor, 0)
+            write_all(descriptor, header)
+        elif found.torn_bytes:
+            os.ftruncate(descriptor, found.clean_length)
+        yield descriptor
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)  # releases the lock
 
 
 class LogAppender:
@@ -249,14 +271,14 @@ class LogAppender:
         self._last_sync = time.monotonic()
 
     def write(self, result: CellResult) -> None:
-        _write_all(self._descriptor, rows_to_csv_text(cell_rows(self._spec, result), header=False).encode())
+        write_all(self._descriptor, rows_to_csv_text(cell_rows(self._spec, result), header=False).encode())
         now = time.monotonic()
         if now - self._last_sync >= FSYNC_INTERVAL_S:
             os.fsync(self._descriptor)
             self._last_sync = now
 
 
-def _write_all(descriptor: int, data: bytes) -> None:
+def write_all(descriptor: int, data: bytes) -> None:
     """One ``write`` call for a record (records are a few hundred bytes); loop only if short."""
     view = memoryview(data)
     while view:
