@@ -117,7 +117,7 @@ def test_raise_stops_and_saves_the_last_healthy_parameters(tmp_path) -> None:
         run_drift(0.05, 60, on_alarm="raise", save_healthy=tmp_path / "healthy")
     error = caught.value
     assert error.alarms and error.healthy_step is not None and error.healthy_step < error.alarms[0].step
-    block, params = lipflow.load_flow(tmp_path / "healthy")
+    _block, params = lipflow.load_flow(tmp_path / "healthy")
     expected = shrunk(small_flow().init(0), error.healthy_step, 0.05)
     np.testing.assert_array_equal(params[0]["log_scale"], expected[0]["log_scale"])
 

@@ -59,7 +59,9 @@ class Monitor:
         on_alarm: "warn" (a ``NumericalInvertibilityWarning`` when a rule starts firing),
             "raise" (``NumericalInvertibilityError``: stop training) or "record" (log only).
         horizon, window: the trend rule's extrapolation horizon (steps) and fit window (checks).
-        log: path of the append-only CSV (reopened logs resume; see ``lipflow.monitor.log``).
+        log: path of the append-only CSV. Reopening a log resumes it: its checks become the
+            history the trend rule sees; a check at step s drops remembered checks at steps >= s
+            (a restart from a checkpoint), while the log keeps the first record of each step.
         save_healthy: path to save the last healthy parameters to when the first alarm fires
             (lipflow: ``PATH.json`` + ``PATH.npz``; torch: a ``state_dict`` file).
         scales: torch models only: ``scales(x) -> {layer: smallest scale}``, if you can read them.
@@ -127,6 +129,7 @@ class Monitor:
             self.target.set_params(params)
         record, kinds, scales = self._measure(step)
         culprit = self._culprit(scales)
+        self.history = [r for r in self.history if r["step"] < step]  # a restart from an earlier step
         fired = evaluate(step, record, self.history, scales, culprit, self.limits)
         record["alarms"] = float(len(fired))
         record["alarm_rules"] = ";".join(f"{a.rule}@{a.layer}" for a in fired)

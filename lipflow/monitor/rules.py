@@ -12,9 +12,12 @@ estimated condition number of J_F on the in-distribution probe (largest over its
   amplified by Lip(F^-1) = 1/sigma_min).
 - ``scale``: a block's smallest affine scale g falls below sqrt(u): its inverse multiplies by
   more than u^-1/2 (theory ``thm:coupling-stability``: Lip of the inverse grows as 1/min g).
-- ``trend``: a least-squares line through log10 kappa over the last ``window`` checks rises
-  fast enough to reach 1/u (every digit lost) within ``horizon`` steps; equivalently, log
-  sigma_min falls faster than the decades left before u * sigma_max, per ``horizon`` steps.
+- ``trend``: kappa has already cost a quarter of the digits (kappa > u^-1/4) and a
+  least-squares line through log10 kappa over the last ``window`` checks rises fast enough to
+  reach 1/u (every digit lost) within ``horizon`` steps; equivalently, log sigma_min falls
+  faster than the decades left before u * sigma_max, per ``horizon`` steps. (The level gate
+  keeps the fast, harmless moves of early training, e.g. from kappa = 1 at an identity
+  initialisation to kappa = 4, from being extrapolated.)
 
 The thresholds are properties of the precision, not of a model or a data set; ``horizon``
 (default 1000 steps) says how far ahead a trend is extrapolated and ``window`` (default 5)
@@ -65,6 +68,10 @@ class Thresholds:
         return math.sqrt(self.unit_roundoff)
 
     @property
+    def trend_gate(self) -> float:
+        return self.unit_roundoff ** -0.25
+
+    @property
     def singular_cond(self) -> float:
         return 1.0 / self.unit_roundoff
 
@@ -113,7 +120,7 @@ def evaluate(step: int, record: dict[str, float], history: list[dict[str, float]
                  f"smallest affine scale {value:.3g} fell below sqrt(u) = {limits.scale:.3g}")
     recent = [*history[-(limits.window - 1):], record] if limits.window > 1 else [record]
     slope = trend_slope([int(r["step"]) for r in recent], [r["cond"] for r in recent])
-    if math.isfinite(slope) and slope > 0 and math.isfinite(cond) and cond > 0:
+    if math.isfinite(slope) and slope > 0 and math.isfinite(cond) and cond > limits.trend_gate:
         left = math.log10(limits.singular_cond) - math.log10(max(cond, 1.0))
         if left <= 0 or left / slope <= limits.horizon:
             sigma_slope = trend_slope([int(r["step"]) for r in recent], [r["sigma_min"] for r in recent])
