@@ -5,9 +5,10 @@ affine coupling; 128 full-batch pairs; checks in float32) and, with torch and no
 installed, a normflows RealNVP (16 affine couplings, batch 256, float32). Each round trains
 ``every`` steps without the monitor, then ``every`` steps calling ``monitor.step`` at each
 (one check per round, the per-layer attribution on every 10th check, as the defaults), on the
-same model, alternating, so machine load hits both alike. Prints per model the ratio of
-monitored to unmonitored time (total over the rounds, and the median of the per-round
-ratios); target: <= 1.10 at every=50.
+same model, in alternating order, so machine load hits both alike. Prints per model the ratio
+of monitored to unmonitored time (total over the rounds, and the median of the per-round
+ratios) and the share the checks alone account for (their measured time over the steps');
+target: ratio <= 1.10 at every=50.
 
 Run: python benchmarks/monitor_overhead.py [--rounds 10] [--every 50]
 """
@@ -24,19 +25,27 @@ import numpy as np
 
 
 def rounds(train_step: Callable[[int], None], monitor_step: Callable[[int], None], every: int, count: int) -> tuple:
+    """Per-round seconds of ``every`` plain and ``every`` monitored steps; the order alternates
+    (plain first in even rounds, monitored first in odd ones) so a drifting load cancels."""
     plain, watched, step = [], [], 0
-    for _ in range(count + 1):  # the first round warms up and is dropped
+
+    def block(monitored: bool) -> float:
+        nonlocal step
         start = time.perf_counter()
         for _ in range(every):
+            if monitored:
+                monitor_step(step)
             train_step(step)
             step += 1
-        plain.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        for _ in range(every):
-            monitor_step(step)
-            train_step(step)
-            step += 1
-        watched.append(time.perf_counter() - start)
+        return time.perf_counter() - start
+
+    for index in range(count + 1):  # the first round warms up and is dropped
+        if index % 2:
+            watched.append(block(True))
+            plain.append(block(False))
+        else:
+            plain.append(block(False))
+            watched.append(block(True))
     return plain[1:], watched[1:]
 
 
@@ -109,7 +118,8 @@ def main() -> None:
         builders.append(normflows_model)
     except ImportError as error:
         print(f"(normflows model skipped: {error})")
-    print(f"{'model':<46} {'step ms':>8} {'check ms':>9} {'ratio (total)':>14} {'ratio (median)':>15}")
+    print(f"{'model':<46} {'step ms':>8} {'check ms':>9} {'ratio (total)':>14} {'ratio (median)':>15} "
+          f"{'check share':>12}")
     for build in builders:
         name, train_step, monitor_step, monitor = build(args.every, args.attribution_every)
         with warnings.catch_warnings():
@@ -119,9 +129,11 @@ def main() -> None:
         median = statistics.median(w / p for w, p in zip(watched, plain, strict=True))
         step_ms = 1000 * sum(plain) / (args.every * args.rounds)
         check_ms = 1000 * monitor.seconds / max(monitor.checks, 1)
-        print(f"{name:<46} {step_ms:>8.2f} {check_ms:>9.1f} {ratio:>14.3f} {median:>15.3f}")
-    print(f"every={args.every}, {args.rounds} rounds of {args.every} plain + {args.every} monitored steps; "
-          "ratio = monitored / unmonitored time; check ms includes the warm-up round's check")
+        share = check_ms / (args.every * step_ms)
+        print(f"{name:<46} {step_ms:>8.2f} {check_ms:>9.1f} {ratio:>14.3f} {median:>15.3f} {share:>12.3f}")
+    print(f"every={args.every}, {args.rounds} rounds of {args.every} plain + {args.every} monitored steps "
+          "(alternating order); ratio = monitored / unmonitored time; check share = mean check time / "
+          f"({args.every} x mean step time), the overhead the checks alone account for")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ API_MODULES: tuple[str, ...] = (
     "lipflow.testing",
     "lipflow.sweep",
     "lipflow.train",
+    "lipflow.monitor",
     "lipflow.interop.torch",
     "lipflow.errors",
 )
