@@ -54,11 +54,13 @@ class Monitor:
         every: check every ``every`` steps (:meth:`step` is a no-op in between).
         attribution_every: per-layer attribution of the round-trip error every k-th check
             (lipflow flows; 0 disables it).
-        spectrum_points, lanczos_steps: probe points and Lanczos steps for the sigma estimates.
+        spectrum_points: probe points the sigma estimates are computed at.
+        lanczos_steps: Lanczos steps per estimate (exact once they reach the dimension).
         attribution_points: probe points attributed (cost grows as L^2 block evaluations).
         on_alarm: "warn" (a ``NumericalInvertibilityWarning`` when a rule starts firing),
             "raise" (``NumericalInvertibilityError``: stop training) or "record" (log only).
-        horizon, window: the trend rule's extrapolation horizon (steps) and fit window (checks).
+        horizon: how far (steps) the trend rule extrapolates.
+        window: how many checks the trend rule fits its line to (>= 3).
         log: path of the append-only CSV. Reopening a log resumes it: its checks become the
             history the trend rule sees; a check at step s drops remembered checks at steps >= s
             (a restart from a checkpoint), while the log keeps the first record of each step.
