@@ -6,7 +6,15 @@ message names what is wrong and how to fix it. The CLI prints these without a tr
 
 from __future__ import annotations
 
-__all__ = ["LipflowError", "MissingExtraError", "NonConvergenceError", "NonConvergenceWarning", "UnboundedError"]
+__all__ = [
+    "LipflowError",
+    "MissingExtraError",
+    "NonConvergenceError",
+    "NonConvergenceWarning",
+    "NumericalInvertibilityError",
+    "NumericalInvertibilityWarning",
+    "UnboundedError",
+]
 
 
 class LipflowError(ValueError):
@@ -36,3 +44,19 @@ class NonConvergenceWarning(RuntimeWarning):
 
 class NonConvergenceError(ArithmeticError):
     """An iterative inverse did not converge and the caller asked for an exception."""
+
+
+class NumericalInvertibilityWarning(RuntimeWarning):
+    """A training-time check found a flow drifting towards numerical non-invertibility (the
+    message names the rule, the quantity, the layer and the step; see ``lipflow.monitor``)."""
+
+
+class NumericalInvertibilityError(ArithmeticError):
+    """Raised instead of :class:`NumericalInvertibilityWarning` when the monitor was asked to
+    stop training (``on_alarm="raise"``); ``alarms`` holds what fired, ``healthy_step`` the
+    step of the last check without an alarm (whose parameters the monitor kept)."""
+
+    def __init__(self, message: str, alarms: tuple = (), healthy_step: int | None = None) -> None:
+        super().__init__(message)
+        self.alarms = alarms
+        self.healthy_step = healthy_step

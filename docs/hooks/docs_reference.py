@@ -46,6 +46,7 @@ API_MODULES: tuple[str, ...] = (
     "lipflow.testing",
     "lipflow.sweep",
     "lipflow.train",
+    "lipflow.monitor",
     "lipflow.interop.torch",
     "lipflow.interop.adapters",
     "lipflow.errors",

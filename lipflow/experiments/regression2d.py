@@ -43,6 +43,8 @@ __all__ = [
     "RegressionConfig",
     "add_arguments",
     "build_flow",
+    "fd_regulariser",
+    "make_objective",
     "run",
     "run_regression",
 ]
@@ -102,6 +104,30 @@ def _measure(flow: Flow, params: Any, x: onp.ndarray) -> dict[str, float]:
     }
 
 
+def fd_regulariser(config: RegressionConfig) -> FDRegulariser:
+    """The bi-directional FD penalty (paper Eq. 6) with the config's coefficient, eps and period."""
+    return FDRegulariser(config.fd_coeff, config.fd_coeff, config.fd_eps, every=config.fd_every)
+
+
+def make_objective(flow: Flow, name: str, config: RegressionConfig, x: Any, y: Any) -> Any:
+    """objective(params, noise, step) of model ``name``: MSE(F(x), y), plus the NF term
+    (Sec. 3.3.2) for "nf" or the FD penalty (Eq. 6, on its steps) for "fd"; noise is the FD
+    directions drawn by ``fd_regulariser(config).directions``."""
+    ctx = precision("float64")
+    fd = fd_regulariser(config)
+
+    def objective(p: Any, noise: Any, step: int) -> Any:
+        z, logdet = flow.forward_and_logdet(p, x, ctx=ctx)
+        loss = anp.mean(anp.sum((z - y) ** 2, axis=1))
+        if name == "nf":
+            loss = loss + config.nf_coeff * anp.mean(-(standard_normal_logpdf(z, ctx) + logdet))
+        if name == "fd" and fd.active(step):
+            loss = loss + fd(flow, p, x, noise, ctx=ctx)
+        return loss
+
+    return objective
+
+
 def run_regression(config: RegressionConfig, seed: int = 0, progress: bool = True) -> dict[str, Any]:
     """Train each model on the same data from the same initialisation; monitor and evaluate."""
     x, y = regression_pairs(config.n_train, onp.random.default_rng(seed))
@@ -109,19 +135,11 @@ def run_regression(config: RegressionConfig, seed: int = 0, progress: bool = Tru
     x_monitor = x_test[: config.n_monitor]
     flow = build_flow(config)
     ctx = precision("float64")
-    fd = FDRegulariser(config.fd_coeff, config.fd_coeff, config.fd_eps, every=config.fd_every)
+    fd = fd_regulariser(config)
     rows, history, outputs, test_errors = [], [], {}, {}
     for name in config.models:
 
-        def objective(p: Any, noise: Any, step: int, name: str = name) -> Any:
-            z, logdet = flow.forward_and_logdet(p, x, ctx=ctx)
-            loss = anp.mean(anp.sum((z - y) ** 2, axis=1))
-            if name == "nf":
-                loss = loss + config.nf_coeff * anp.mean(-(standard_normal_logpdf(z, ctx) + logdet))
-            if name == "fd" and fd.active(step):
-                loss = loss + fd(flow, p, x, noise, ctx=ctx)
-            return loss
-
+        objective = make_objective(flow, name, config, x, y)
         def monitor(step: int, p: Any) -> dict[str, float]:
             return _measure(flow, p, x_monitor)
 

@@ -73,21 +73,27 @@ def _is_number(text: str) -> bool:
     return math.isfinite(value) or text.strip().lower().lstrip("+-") in ("inf", "infinity", "nan")
 
 
-def scan_log(raw: bytes, metrics: Sequence[str]) -> LogScan:
-    """Parse a sweep CSV file's bytes against the spec's ``metrics`` (see the module docstring)."""
+def scan_log(raw: bytes, metrics: Sequence[str], *, columns: Sequence[str] = COLUMNS, key: str = "cell") -> LogScan:
+    """Parse a sweep CSV file's bytes against the spec's ``metrics`` (see the module docstring).
+
+    ``columns`` and ``key`` (the column naming a record) default to the sweep's; other append-only
+    logs (the training monitor's) reuse the same rules with their own columns and key.
+    """
+    columns = tuple(columns)
+    header = (",".join(columns) + "\n").encode()
     data = normalise(raw)
     canonical = data == raw
-    if len(data) < len(HEADER) and HEADER.startswith(data):  # empty, or killed while writing the header
+    if len(data) < len(header) and header.startswith(data):  # empty, or killed while writing the header
         return LogScan({}, [], 0, len(data), [], canonical)
-    if not data.startswith(HEADER):
+    if not data.startswith(header):
         first = data.split(b"\n", 1)[0][:120].decode("utf-8", "replace")
-        return LogScan({}, [], 0, 0, [f"line 1: the header is {first!r}, not lipflow's ({','.join(COLUMNS[:4])},...)"],
+        return LogScan({}, [], 0, 0, [f"line 1: the header is {first!r}, not lipflow's ({','.join(columns[:4])},...)"],
                        canonical)
     expected = list(metrics)
     records: dict[str, list[dict[str, str]]] = {}
     order: list[str] = []
     problems: list[str] = []
-    position = clean = len(HEADER)
+    position = clean = len(header)
     current: list[dict[str, str]] = []
     current_line = 0
     line = 1
@@ -98,7 +104,7 @@ def scan_log(raw: bytes, metrics: Sequence[str]) -> LogScan:
         nonlocal current
         if current:
             have = ", ".join(row["metric"] for row in current)
-            problems.append(f"line {current_line}: the record of cell {current[0]['cell']} stops after {have} "
+            problems.append(f"line {current_line}: the record of {key} {current[0][key]} stops after {have} "
                             f"({reason}; expected {', '.join(expected)})")
         current = []
 
@@ -114,9 +120,9 @@ def scan_log(raw: bytes, metrics: Sequence[str]) -> LogScan:
             fields, problem = [], "is not UTF-8 text"
         except csv.Error as error:
             fields, problem = [], f"is not valid CSV ({error})"
-        if problem is None and len(fields) != len(COLUMNS):
-            problem = f"has {len(fields)} fields, expected {len(COLUMNS)}"
-        row = dict(zip(COLUMNS, fields, strict=False)) if problem is None else {}
+        if problem is None and len(fields) != len(columns):
+            problem = f"has {len(fields)} fields, expected {len(columns)}"
+        row = dict(zip(columns, fields, strict=False)) if problem is None else {}
         if problem is None and row["metric"] not in expected:
             problem = f"metric {row['metric']!r} is not one of this sweep's metrics ({', '.join(expected)})"
         if problem is None and not _is_number(row["value"]):
@@ -124,24 +130,24 @@ def scan_log(raw: bytes, metrics: Sequence[str]) -> LogScan:
         position = end + 1
         if problem is not None:
             problems.append(f"line {line}: {problem}")
-            broken = current[0]["cell"] if current else row.get("cell", "")
+            broken = current[0][key] if current else row.get(key, "")
             current = []
             continue
-        if current and (row["cell"] != current[0]["cell"] or row["metric"] != expected[len(current)]):
+        if current and (row[key] != current[0][key] or row["metric"] != expected[len(current)]):
             abandon(f"line {line} begins another record")
         if not current:
             if row["metric"] != expected[0]:
-                if row["cell"] != broken:
-                    problems.append(f"line {line}: metric {row['metric']!r} of cell {row['cell']} does not begin a "
+                if row[key] != broken:
+                    problems.append(f"line {line}: metric {row['metric']!r} of {key} {row[key]} does not begin a "
                                     f"record (expected {expected[0]!r} first)")
                 continue
             current_line, broken = line, ""
         current.append(row)
         if len(current) == len(expected):
-            key = current[0]["cell"]
-            if key not in records:
-                records[key] = current
-                order.append(key)
+            name = current[0][key]
+            if name not in records:
+                records[name] = current
+                order.append(name)
             current = []
             clean = end + 1
     # a record still open here is the torn tail (a power cut between its lines), not a problem

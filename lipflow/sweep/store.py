@@ -31,10 +31,11 @@ foreign header) stops every writer with an error naming the file and line; cells
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,10 +65,12 @@ __all__ = [
     "LogScan",
     "ResultStore",
     "StoreContents",
+    "append_log",
     "cell_rows",
     "read_csv_rows",
     "rows_to_csv_text",
     "scan_log",
+    "write_all",
 ]
 
 SPEC_FILE = "spec.toml"
@@ -76,9 +79,10 @@ RESULTS_FILE = "results.csv"
 FSYNC_INTERVAL_S = 1.0
 
 
-def rows_to_csv_text(rows: Iterable[dict[str, str]], *, header: bool = True) -> str:
+def rows_to_csv_text(rows: Iterable[dict[str, str]], *, header: bool = True, columns: Sequence[str] = COLUMNS) -> str:
+    """CSV text of ``rows`` (LF line ends), with the header line unless ``header=False``."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     if header:
         writer.writeheader()
     writer.writerows(rows)
@@ -247,7 +251,7 @@ class ResultStore:
             try:
                 size = os.fstat(descriptor).st_size
                 if size == 0:
-                    _write_all(descriptor, HEADER)
+                    write_all(descriptor, HEADER)
                 elif log.torn_bytes and not rewrite:
                     os.ftruncate(descriptor, log.clean_length)
                 appender = LogAppender(descriptor, spec)
@@ -279,14 +283,14 @@ class LogAppender:
         self.taken_over: object = None  # the dead owner whose lock was taken over, if any
 
     def write(self, result: CellResult) -> None:
-        _write_all(self._descriptor, rows_to_csv_text(cell_rows(self._spec, result), header=False).encode())
+        write_all(self._descriptor, rows_to_csv_text(cell_rows(self._spec, result), header=False).encode())
         now = time.monotonic()
         if now - self._last_sync >= FSYNC_INTERVAL_S:
             os.fsync(self._descriptor)
             self._last_sync = now
 
 
-def _write_all(descriptor: int, data: bytes) -> None:
+def write_all(descriptor: int, data: bytes) -> None:
     """One ``write`` call for a record (records are a few hundred bytes); loop only if short."""
     view = memoryview(data)
     while view:
@@ -307,3 +311,38 @@ def cell_rows(spec: SweepSpec, result: CellResult) -> Sequence[dict[str, str]]:
         **{name: result.versions[name] for name in VERSION_COLUMNS},
     }
     return [{**common, "metric": metric, "value": repr(result.values[metric])} for metric in spec.metrics]
+
+
+@contextmanager
+def append_log(path: Path, scan: Callable[[bytes], LogScan], header: bytes, busy: str) -> Iterator[int]:
+    """Exclusive append access to a single-file log with the store's rules (the training
+    monitor's): lock the file (``busy`` is the error while another process holds it), refuse a
+    log ``scan`` finds problems in, drop a torn tail (or start the file with ``header``), rewrite
+    a BOM/CRLF file in plain form, then yield the ``O_APPEND`` descriptor for :func:`write_all`;
+    fsync on exit."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LipflowError(busy) from None
+        raw = path.read_bytes()
+        found = scan(raw)
+        if found.problems:
+            raise LipflowError(f"{describe_problems(path, found.problems)}: fix or delete those lines, "
+                               "or give a new log file; nothing was written")
+        if not found.canonical:
+            atomic_write_text(path, normalise(raw)[: found.clean_length].decode("utf-8"))
+            os.close(descriptor)
+            descriptor = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if found.clean_length == 0:
+            os.ftruncate(descriptor, 0)
+            write_all(descriptor, header)
+        elif found.torn_bytes:
+            os.ftruncate(descriptor, found.clean_length)
+        yield descriptor
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)  # releases the lock
