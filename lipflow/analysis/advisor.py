@@ -363,7 +363,8 @@ def advise(flow: Block, params: Any, x: Any = None, box: Any = None, *, tol: flo
     """The cheapest plan whose error is <= ``tol`` (see the module docstring).
 
     Args:
-        flow, params: the model (a single block is a flow of one).
+        flow: the model (a single block is a flow of one).
+        params: its parameters (from ``flow.init`` or ``load_flow``).
         x: samples, shape (n, dim): the inputs the measured mode checks (for ``target="inverse"``
             they are latent points z); in proven mode without ``box`` their bounding box is used.
         box: (low, high) or a Box of inputs (outputs z for ``"inverse"``): the proven mode's domain.
