@@ -60,7 +60,7 @@ def test_reproduce_with_torch_writes_the_same_columns(tmp_path):
         assert main(["reproduce", "checkerboard", "--backend", backend, "--out", str(out), "--no-progress",
                      *TINY_ARGS]) == 0
         with open(out / "checkerboard.csv") as stream:
-            columns[backend] = list(csv.DictReader(stream))[0].keys()
+            columns[backend] = csv.DictReader(stream).fieldnames
         assert (out / "checkerboard.png").stat().st_size > 0
     assert list(columns["numpy"]) == list(columns["torch"])
 
