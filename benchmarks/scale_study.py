@@ -10,7 +10,8 @@ wall and CPU seconds (user + system, this process). Run it at one BLAS/torch thr
     python benchmarks/scale_study.py checkerboard --out ... --plot docs/assets/experiments/checkerboard_study.png
 
 Studies: ``checkerboard`` (affine (0,1) out-of-box error vs depth x steps x lr), ``remedies``
-(sigmoid-Glow sampling failures near z = 0 vs steps x lr). Seeds 0, 1, 2 unless ``--seeds``.
+(sigmoid-Glow sampling failures near z = 0 vs steps x lr), ``attack`` (rise of the float32 error
+inside the dequantisation box, 16 test digits, 100 attack steps). Seeds 0, 1, 2 unless ``--seeds``.
 """
 
 from __future__ import annotations
@@ -123,9 +124,39 @@ def remedies_runs(depth: int, steps: int, hidden: tuple[int, ...], lr: float, se
     return rows
 
 
+ATTACK_GRID = [
+    (4, 300, (64,), 1e-3),
+    (4, 1000, (64,), 1e-2),
+]
+
+
+def attack_runs(depth: int, steps: int, hidden: tuple[int, ...], lr: float, seed: int, models: tuple[str, ...],
+                backend: Any) -> list[dict[str, Any]]:
+    from lipflow.experiments.attack import run_attack
+    from lipflow.experiments.digit_flows import DigitFlowConfig
+
+    config = DigitFlowConfig(depth=depth, steps=steps, hidden=hidden, lr=lr)
+    start_cpu, start_wall = cpu_seconds(), time.perf_counter()
+    result = run_attack(config, models, 16, 100, 0.25, 1e-3, seed=seed, progress=False, backend=backend)
+    cpu, wall = cpu_seconds() - start_cpu, time.perf_counter() - start_wall
+    rows = []
+    for model in models:
+        attacked = result["attacks"][model]
+        clean, worst = attacked["clean"], attacked["worst"]
+        rows.append({"model": model, "depth": depth, "steps": steps, "hidden": "x".join(map(str, hidden)), "lr": lr,
+                     "seed": seed, "backend": backend.name,
+                     "clean_median": float(onp.median(clean)), "worst_median": float(onp.median(worst)),
+                     "worst_max": float(onp.max(worst)), "worst_n_inf": int(onp.sum(~onp.isfinite(worst))),
+                     "rise_median": float(onp.median(worst / clean)),
+                     "test_bpd": next(r["test_bpd"] for r in result["rows"] if r["model"] == model),
+                     "cpu_seconds": cpu / len(models), "wall_seconds": wall / len(models)})
+    return rows
+
+
 STUDIES = {"checkerboard": (CHECKERBOARD_GRID, checkerboard_runs, ("affine", "modified", "residual")),
            "remedies": (REMEDIES_GRID, remedies_runs,
-                        ("sigmoid (0,1)", "biased sigmoid (0.1,1.1)", "bounded (0.5,1)", "additive"))}
+                        ("sigmoid (0,1)", "biased sigmoid (0.1,1.1)", "bounded (0.5,1)", "additive")),
+           "attack": (ATTACK_GRID, attack_runs, ("affine", "residual"))}
 
 
 def run_study(name: str, out: Path, seeds: list[int], models: tuple[str, ...], backend_name: str,
@@ -202,7 +233,9 @@ def summarise(rows: list[dict[str, str]], metric: str) -> dict[tuple[str, ...], 
 #: per study: the metrics tabulated (median [min, max] over seeds) and the one plotted
 METRICS = {"checkerboard": (["inside_max", "outside_max", "outside_n_inf", "test_nll", "cpu_seconds"], "outside_max"),
            "remedies": (["pct_nonfinite_near0", "max_z_error_near0", "max_z_error_r1", "min_scale_g",
-                         "test_bits_per_dim", "cpu_seconds"], "max_z_error_near0")}
+                         "test_bits_per_dim", "cpu_seconds"], "max_z_error_near0"),
+           "attack": (["clean_median", "worst_median", "worst_max", "worst_n_inf", "rise_median", "test_bpd",
+                       "cpu_seconds"], "rise_median")}
 
 
 def _size(key: tuple[str, ...]) -> str:

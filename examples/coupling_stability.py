@@ -18,6 +18,7 @@ box [-r, r]^2 of outputs). Writes ``coupling_stability.csv`` and ``coupling_stab
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import numpy as onp
@@ -85,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--radii", type=float, nargs="+", default=[1, 2, 3, 4, 5, 6, 7, 8])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if os.environ.get("LIPFLOW_SMOKE") == "1":  # seconds-sized run for the examples smoke test
+        args.steps, args.samples, args.radii = 5, 16, [2.0, 8.0]
     config = CheckerboardConfig(depth=args.depth, steps=args.steps, lr=args.lr)
     backend = get_backend("numpy")
     flows = {"affine": build_model("affine", config), "additive": coupling_flow(2, config.depth, config.hidden,
