@@ -96,9 +96,9 @@ def run_checkerboard(config: CheckerboardConfig, seed: int = 0, progress: bool =
     inside = onp.all(onp.abs(grid) <= DATA_BOX, axis=1)
     eval_ctx = precision(config.eval_precision)
     rows, grids, samples = [], {}, {}
-    for index, name in enumerate(config.models):
+    for name in config.models:
         flow = build_model(name, config)
-        params = flow.init(seed + index)
+        params = flow.init(seed + MODELS.index(name))  # a model's run does not depend on which others run
         with stopwatch() as clock:
             result = backend.fit_nf(flow, params, lambda step, rng: checkerboard(config.batch, rng),
                                     steps=config.steps, lr=config.lr, seed=seed, train_precision=config.train_precision,
