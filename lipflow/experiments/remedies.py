@@ -50,7 +50,7 @@ SCALES = {
 class RemediesConfig:
     depth: int = 4
     hidden: tuple[int, ...] = (64,)
-    steps: int = 200
+    steps: int = 1000  # the scale study's smallest size where the sigmoid scale collapses (docs)
     batch: int = 128
     lr: float = 1e-3
     radii: tuple[float, ...] = (1.0, 0.5, 0.1, 0.01, 0.0)
@@ -164,7 +164,7 @@ def plot_remedies(rows: list[dict[str, Any]]) -> Any:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser, "remedies")
     parser.add_argument("--depth", type=positive_int, help="coupling blocks (default 4; --full: 16)")
-    parser.add_argument("--steps", type=positive_int, help="Adam steps per model (default 200; --full: 20000)")
+    parser.add_argument("--steps", type=positive_int, help="Adam steps per model (default 1000; --full: 20000)")
     parser.add_argument("--samples", type=positive_int, help="latent codes per radius (default 200)")
     parser.add_argument("--hidden", type=positive_int, nargs="+", help="hidden widths (default 64; --full: 256 256)")
     parser.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
