@@ -15,8 +15,9 @@ from lipflow.experiments.backend import BackendUnavailableError, NumpyBackend, g
 from lipflow.experiments.checkerboard import CheckerboardConfig, run_checkerboard
 
 HINT = "needs the torch extra: pip install 'lipflow[torch]'"
-TINY = CheckerboardConfig(depth=2, hidden=(8,), steps=5, batch=32, grid_step=1.0, models=("affine", "residual"))
-TINY_ARGS = ["--depth", "2", "--hidden", "8", "--steps", "3", "--batch", "32", "--grid-step", "1.0"]
+TINY = CheckerboardConfig(depth=2, hidden=(8,), steps=5, batch=32, grid_step=1.0, models=("affine", "modified"))
+TINY_ARGS = ["--depth", "2", "--hidden", "8", "--steps", "3", "--batch", "32", "--grid-step", "1.0",
+             "--models", "affine"]
 
 
 def test_unknown_backend_and_numpy_on_cuda_are_named_errors():
