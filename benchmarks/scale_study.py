@@ -114,6 +114,7 @@ def remedies_runs(depth: int, steps: int, hidden: tuple[int, ...], lr: float, se
                      "max_z_error_near0": max(r["max_z_roundtrip_error"] for r in near),
                      "max_z_error_r1": next(r["max_z_roundtrip_error"] for r in mine if r["radius"] == 1.0),
                      "min_scale_g": min(r["min_scale_g"] for r in mine),
+                     "max_abs_sample": max(r["max_abs_sample"] for r in mine),
                      "test_bits_per_dim": mine[0]["test_bits_per_dim"],
                      "cpu_seconds": cpu / len(models), "wall_seconds": wall / len(models)})
     return rows
