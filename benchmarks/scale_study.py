@@ -39,6 +39,7 @@ CHECKERBOARD_GRID = [
 REMEDIES_GRID = [
     (4, 200, (64,), 1e-3),
     (4, 1000, (64,), 1e-3),
+    (4, 1000, (64,), 1e-2),
 ]
 
 
@@ -221,6 +222,8 @@ def summarise(rows: list[dict[str, str]], metric: str) -> dict[tuple[str, ...], 
     """(model, depth, steps, hidden, lr) -> (median, min, max, seeds) of ``metric`` (inf kept)."""
     groups: dict[tuple[str, ...], list[float]] = {}
     for row in rows:
+        if row.get(metric, "") == "":  # a column added after this row was written
+            continue
         groups.setdefault(tuple(row[k] for k in ("model", "depth", "steps", "hidden", "lr")), []).append(
             float(row[metric]))
     return {k: (float(onp.median(v)), min(v), max(v), len(v)) for k, v in groups.items()}
@@ -229,7 +232,7 @@ def summarise(rows: list[dict[str, str]], metric: str) -> dict[tuple[str, ...], 
 #: per study: the metrics tabulated (median [min, max] over seeds) and the one plotted
 METRICS = {"checkerboard": (["inside_max", "outside_max", "outside_n_inf", "test_nll", "cpu_seconds"], "outside_max"),
            "remedies": (["pct_nonfinite_near0", "max_z_error_near0", "max_z_error_r1", "min_scale_g",
-                         "test_bits_per_dim", "cpu_seconds"], "min_scale_g"),
+                         "max_abs_sample", "test_bits_per_dim", "cpu_seconds"], "min_scale_g"),
            "attack": (["clean_median", "worst_median", "worst_max", "worst_n_inf", "rise_median", "test_bpd",
                        "cpu_seconds"], "rise_median")}
 
@@ -248,6 +251,9 @@ def markdown_table(study: str, rows: list[dict[str, str]]) -> str:
     for key in keys:
         cells = []
         for m in metrics:
+            if key not in summaries[m]:
+                cells.append("not recorded")
+                continue
             median, low, high, _ = summaries[m][key]
             cells.append(f"{median:.3g} [{low:.2g}, {high:.2g}]")
         lines.append(f"| {key[0]} | {_size(key)} | {summaries[metrics[0]][key][3]} | " + " | ".join(cells) + " |")

@@ -50,9 +50,9 @@ SCALES = {
 class RemediesConfig:
     depth: int = 4
     hidden: tuple[int, ...] = (64,)
-    steps: int = 1000  # the scale study's smallest size where the sigmoid scale collapses (docs)
+    steps: int = 1000  # the scale study's smallest size where the sigmoid Glow breaks in every seed (docs)
     batch: int = 128
-    lr: float = 1e-3
+    lr: float = 1e-2
     radii: tuple[float, ...] = (1.0, 0.5, 0.1, 0.01, 0.0)
     n_samples: int = 200
     eval_precision: str = "float32"
@@ -167,7 +167,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=positive_int, help="Adam steps per model (default 1000; --full: 20000)")
     parser.add_argument("--samples", type=positive_int, help="latent codes per radius (default 200)")
     parser.add_argument("--hidden", type=positive_int, nargs="+", help="hidden widths (default 64; --full: 256 256)")
-    parser.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
+    parser.add_argument("--lr", type=float, help="Adam learning rate (default 1e-2)")
     add_backend_arguments(parser)
 
 
