@@ -28,6 +28,7 @@ from autograd import grad
 
 from lipflow.blocks import Flow
 from lipflow.errors import LipflowError
+from lipflow.experiments.backend import Backend, backend_from_args
 from lipflow.experiments.common import (
     add_common_arguments,
     check_positive,
@@ -114,7 +115,8 @@ def attack_images(flow: Flow, params: Any, x: onp.ndarray, radius: float, steps:
 
 
 def run_attack(config: DigitFlowConfig, models: tuple[str, ...], n_images: int, steps: int, step_fraction: float,
-               threshold: float, seed: int = 0, progress: bool = True) -> dict[str, Any]:
+               threshold: float, seed: int = 0, progress: bool = True,
+            backend: Backend | None = None) -> dict[str, Any]:
     """Train each flow, then attack the first ``n_images`` test digits."""
     digits = load_digits(seed=seed)
     if n_images > len(digits.x_test):
@@ -123,7 +125,7 @@ def run_attack(config: DigitFlowConfig, models: tuple[str, ...], n_images: int, 
     radius = 0.5 * digits.bin_width
     rows, attacks, histories = [], {}, []
     for index, name in enumerate(models):
-        trained = train_digit_flow(name, digits, config, seed=seed + index, progress=progress)
+        trained = train_digit_flow(name, digits, config, seed=seed + index, progress=progress, backend=backend)
         with stopwatch() as clock:
             result = attack_images(trained.flow, trained.params, x, radius, steps, step_fraction * radius,
                                    onp.random.default_rng(seed + 900))
@@ -230,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     with stopwatch() as clock, single_threaded_blas():
         results = run_attack(config, models, args.images, steps, args.step_fraction, args.threshold,
-                             seed=args.seed, progress=not args.no_progress)
+                             seed=args.seed, progress=not args.no_progress, backend=backend_from_args(args))
     write_csv(out / "attack.csv", results["rows"])
     write_csv(out / "attack_history.csv", results["histories"])
     save_figure(plot_attack(results), out / "attack.png")

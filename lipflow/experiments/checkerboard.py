@@ -16,8 +16,10 @@ import numpy as onp
 
 from lipflow.blocks import Bounded, Flow, Sigmoid
 from lipflow.errors import LipflowError
+from lipflow.experiments.backend import Backend, NumpyBackend, add_backend_arguments, backend_from_args
 from lipflow.experiments.common import (
     add_common_arguments,
+    check_positive,
     coupling_flow,
     positive_int,
     reconstruction_errors,
@@ -30,7 +32,7 @@ from lipflow.experiments.common import (
 )
 from lipflow.experiments.data import DATA_BOX, checkerboard
 from lipflow.precision import precision
-from lipflow.train import AdamConfig, fit, nf_loss
+from lipflow.train import nf_loss
 
 __all__ = [
     "DESCRIPTION",
@@ -85,23 +87,22 @@ def _grid(step: float) -> onp.ndarray:
     return onp.stack([x1.ravel(), x2.ravel()], axis=1)
 
 
-def run_checkerboard(config: CheckerboardConfig, seed: int = 0, progress: bool = True) -> dict[str, Any]:
-    """Train every model, then evaluate the grid errors and draw samples."""
+def run_checkerboard(config: CheckerboardConfig, seed: int = 0, progress: bool = True,
+                     backend: Backend | None = None) -> dict[str, Any]:
+    """Train every model on ``backend`` (NumPy by default), then evaluate the grid errors and
+    draw samples with lipflow's blocks at ``config.eval_precision``."""
+    backend = backend or NumpyBackend()
     grid = _grid(config.grid_step)
     inside = onp.all(onp.abs(grid) <= DATA_BOX, axis=1)
     eval_ctx = precision(config.eval_precision)
     rows, grids, samples = [], {}, {}
-    for index, name in enumerate(config.models):
+    for name in config.models:
         flow = build_model(name, config)
-        params = flow.init(seed + index)
-
-        def objective(p: Any, batch: onp.ndarray, step: int, flow: Flow = flow) -> Any:
-            return nf_loss(flow, p, batch, ctx=config.train_precision)
-
+        params = flow.init(seed + MODELS.index(name))  # a model's run does not depend on which others run
         with stopwatch() as clock:
-            result = fit(objective, params, lambda step, rng: checkerboard(config.batch, rng),
-                         steps=config.steps, adam=AdamConfig(lr=config.lr), seed=seed,
-                         progress=progress, description=f"checkerboard {name}")
+            result = backend.fit_nf(flow, params, lambda step, rng: checkerboard(config.batch, rng),
+                                    steps=config.steps, lr=config.lr, seed=seed, train_precision=config.train_precision,
+                                    progress=progress, description=f"checkerboard {name}")
         errors = reconstruction_errors(flow, result.params, grid, eval_ctx)
         grids[name] = errors
         rng = onp.random.default_rng(seed + 100)
@@ -172,7 +173,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=positive_int, help="batch size (default 256; --full: 500)")
     parser.add_argument("--hidden", type=positive_int, nargs="+", help="hidden widths (default 32 32)")
     parser.add_argument("--grid-step", type=float, help="grid spacing on [-8, 8)^2 (default 0.2; --full: 0.05)")
+    parser.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
     parser.add_argument("--models", nargs="+", choices=MODELS, help="which models (default: all three)")
+    add_backend_arguments(parser)
 
 
 def config_from_args(args: argparse.Namespace) -> CheckerboardConfig:
@@ -183,6 +186,9 @@ def config_from_args(args: argparse.Namespace) -> CheckerboardConfig:
         changes["hidden"] = tuple(args.hidden)
     if args.models:
         changes["models"] = tuple(args.models)
+    check_positive("--lr", args.lr)
+    if args.lr is not None:
+        changes["lr"] = args.lr
     if "grid_step" in changes and not 0 < changes["grid_step"] <= 4:
         raise LipflowError(f"--grid-step must be in (0, 4], got {changes['grid_step']}")
     return replace(config, **changes)
@@ -190,9 +196,10 @@ def config_from_args(args: argparse.Namespace) -> CheckerboardConfig:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    backend = backend_from_args(args)
     out = Path(args.out)
     with stopwatch() as clock:
-        results = run_checkerboard(config, seed=args.seed, progress=not args.no_progress)
+        results = run_checkerboard(config, seed=args.seed, progress=not args.no_progress, backend=backend)
     write_csv(out / "checkerboard.csv", results["rows"])
     grid_rows = [{"x1": float(p[0]), "x2": float(p[1]), **{m: float(results["grids"][m][i]) for m in results["grids"]}}
                  for i, p in enumerate(results["grid"])]

@@ -135,7 +135,7 @@ def summarise_errors(errors: onp.ndarray) -> ErrorSummary:
 
 def _cell(value: Any) -> str:
     if isinstance(value, float):
-        return repr(value)
+        return repr(float(value))  # NumPy 2 floats would print as np.float64(...)
     return str(value)
 
 

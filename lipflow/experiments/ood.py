@@ -16,6 +16,7 @@ from typing import Any
 import numpy as onp
 
 from lipflow.errors import LipflowError
+from lipflow.experiments.backend import Backend, backend_from_args
 from lipflow.experiments.common import (
     add_common_arguments,
     check_positive,
@@ -64,7 +65,8 @@ def noise_inputs(kind: str, n: int, rng: onp.random.Generator, half_width: float
 
 
 def run_ood(config: DigitFlowConfig, models: tuple[str, ...], n_noise: int, half_width: float,
-            precisions: tuple[str, ...], seed: int = 0, progress: bool = True) -> dict[str, Any]:
+            precisions: tuple[str, ...], seed: int = 0, progress: bool = True,
+            backend: Backend | None = None) -> dict[str, Any]:
     """Train each flow on the digits, then measure per-sample ||x - F^-1(F(x))||_2."""
     digits = load_digits(seed=seed)
     rng = onp.random.default_rng(seed + 500)
@@ -73,7 +75,7 @@ def run_ood(config: DigitFlowConfig, models: tuple[str, ...], n_noise: int, half
         inputs[kind] = noise_inputs(kind, n_noise, rng, half_width)
     rows, errors = [], {}
     for index, name in enumerate(models):
-        trained = train_digit_flow(name, digits, config, seed=seed + index, progress=progress)
+        trained = train_digit_flow(name, digits, config, seed=seed + index, progress=progress, backend=backend)
         for ctx in precisions:
             for label, x in inputs.items():
                 e = reconstruction_errors(trained.flow, trained.params, x, ctx)
@@ -154,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     with stopwatch() as clock, single_threaded_blas():
         results = run_ood(config, models, args.noise, args.noise_width, precisions, seed=args.seed,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, backend=backend_from_args(args))
     write_csv(out / "ood.csv", results["rows"])
     save_figure(plot_ood(results), out / "ood.png")
     print(text_table(results["rows"], ["model", "input", "precision", "n", "n_inf", "pct_inf", "median", "max",

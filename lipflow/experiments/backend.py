@@ -1,0 +1,194 @@
+"""Training backends for the experiments: one experiment definition, two engines.
+
+An experiment defines its data (a sampler), its model (a lipflow :class:`~lipflow.blocks.Flow`
+and initial params) and its loss (the NF loss, paper Eq. 7); a backend supplies only the blocks'
+numerics, autodiff and Adam, and hands back float64 master params. Evaluation (reconstruction
+errors at the requested precision, float64 references) always runs on lipflow's own blocks, so
+both backends write the same outputs, CSV columns and figures.
+
+- ``numpy``: HIPS autograd on lipflow's blocks (:func:`lipflow.train.fit`), any precision.
+- ``torch``: the flow exported by :func:`lipflow.interop.torch.to_torch` (same numerics to
+  rounding), ``torch.optim.Adam`` with the same hyper-parameters, on CPU or CUDA. Torch is
+  imported only when this backend is chosen; without it a :class:`BackendUnavailableError` names the
+  install command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as onp
+
+from lipflow.blocks import Flow
+from lipflow.errors import LipflowError
+from lipflow.train import AdamConfig, TrainResult, fit, nf_loss
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "BackendUnavailableError",
+    "NumpyBackend",
+    "TorchBackend",
+    "add_backend_arguments",
+    "backend_from_args",
+    "get_backend",
+]
+
+BACKENDS = ("numpy", "torch")
+TORCH_HINT = "pip install 'lipflow[torch]' (or pip install torch)"
+
+Sampler = Callable[[int, onp.random.Generator], onp.ndarray]
+"""sample(step, rng) -> a training batch (n, d) as a float64 array."""
+NumpyObjective = Callable[[Any, Any, int], Any]
+
+
+class BackendUnavailableError(LipflowError):
+    """The chosen backend cannot run here (e.g. torch not installed, no CUDA device)."""
+
+
+@dataclass(frozen=True)
+class NumpyBackend:
+    """HIPS autograd on lipflow's blocks at ``train_precision``."""
+
+    name: str = "numpy"
+    device: str = "cpu"
+
+    def fit_nf(
+        self, flow: Flow, params: Any, sample: Sampler, *, steps: int, lr: float, seed: int,
+        train_precision: str = "float32", progress: bool = True, description: str = "training",
+        objective: NumpyObjective | None = None,
+    ) -> TrainResult:
+        """Adam on the NF loss (or ``objective(params, batch, step)`` when given, for a loss
+        only the NumPy path defines, such as a stochastic log-det estimate)."""
+        def nf(p: Any, batch: Any, step: int) -> Any:
+            return nf_loss(flow, p, batch, ctx=train_precision)
+
+        return fit(objective or nf, params, sample, steps=steps, adam=AdamConfig(lr=lr), seed=seed,
+                   progress=progress, description=description)
+
+
+@dataclass(frozen=True)
+class TorchBackend:
+    """The flow as a torch module (``to_torch``), ``torch.optim.Adam``, on ``device``."""
+
+    name: str = "torch"
+    device: str = "cpu"
+
+    def fit_nf(
+        self, flow: Flow, params: Any, sample: Sampler, *, steps: int, lr: float, seed: int,
+        train_precision: str = "float32", progress: bool = True, description: str = "training",
+        objective: NumpyObjective | None = None,
+    ) -> TrainResult:
+        """Adam on the exact NF loss -mean(log N(F(x)) + log|det J_F(x)|) in torch.
+
+        Batches come from the same sampler and seed as the NumPy path; a step whose loss or
+        gradient is not finite is skipped and counted, as in :func:`lipflow.train.fit`.
+        ``objective`` (a NumPy-only loss) is ignored: residual blocks use their exact log-det.
+        """
+        torch = _import_torch()
+        from tqdm.auto import tqdm
+
+        from lipflow.interop.torch import from_torch, to_torch
+
+        dtypes = {"float32": torch.float32, "float64": torch.float64}
+        if train_precision not in dtypes:
+            raise LipflowError(f"the torch backend trains in float32 or float64, got {train_precision!r}")
+        dtype = dtypes[train_precision]
+        torch.manual_seed(seed)
+        module = to_torch(flow, params, dtype=dtype, device=self.device)
+        config = AdamConfig(lr=lr)
+        optimiser = torch.optim.Adam(module.parameters(), lr=config.lr, betas=(config.beta1, config.beta2),
+                                     eps=config.eps)
+        rng = onp.random.default_rng(seed)
+        result = TrainResult(params=params)
+        half_log_two_pi = 0.5 * math.log(2 * math.pi)
+        bar = tqdm(range(steps), desc=f"{description} [torch]", disable=not progress, leave=False, mininterval=0.5)
+        for step in bar:
+            batch = torch.as_tensor(onp.asarray(sample(step, rng)), dtype=dtype, device=self.device)
+            optimiser.zero_grad(set_to_none=True)
+            z, logdet = module.forward_and_logdet(batch)
+            loss = torch.mean(0.5 * torch.sum(z * z, dim=1) + z.shape[1] * half_log_two_pi - logdet)
+            value = float(loss.detach())
+            result.losses.append(value)
+            if not math.isfinite(value):
+                result.nonfinite_steps += 1
+                continue
+            loss.backward()
+            grads = [p.grad for p in module.parameters() if p.grad is not None]
+            if not all(bool(torch.all(torch.isfinite(g))) for g in grads):
+                result.nonfinite_steps += 1
+                continue
+            optimiser.step()
+            if step % 25 == 0:
+                bar.set_postfix(loss=f"{value:.4g}")
+        _, trained = from_torch(module)
+        result.params = _as_float64(trained)
+        return result
+
+
+Backend = NumpyBackend | TorchBackend
+
+
+def _as_float64(tree: Any) -> Any:
+    if isinstance(tree, dict):
+        return {key: _as_float64(value) for key, value in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_as_float64(item) for item in tree)
+    if tree is None:
+        return None
+    return onp.asarray(tree, dtype=onp.float64)
+
+
+def _import_torch() -> Any:
+    try:
+        import torch
+    except ImportError as error:
+        raise BackendUnavailableError(f"--backend torch needs PyTorch, which is not installed ({error}); "
+                                 f"install it with {TORCH_HINT}") from None
+    return torch
+
+
+def get_backend(name: str = "numpy", device: str = "cpu") -> Backend:
+    """The backend called ``name`` ("numpy" or "torch") on ``device`` ("cpu", "cuda", "cuda:1")."""
+    if name == "numpy":
+        if device != "cpu":
+            raise LipflowError(f"the numpy backend runs on the CPU only; use --backend torch for --device {device}")
+        return NumpyBackend()
+    if name == "torch":
+        torch = _import_torch()
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise BackendUnavailableError(f"--device {device} needs a CUDA GPU and a CUDA build of torch; none is "
+                                     "available here (use --device cpu)")
+        if not (device == "cpu" or device.startswith("cuda")):
+            raise LipflowError(f"unknown device {device!r}; use cpu, cuda or cuda:N")
+        return TorchBackend(device=device)
+    raise LipflowError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    """--backend numpy|torch and --device, for experiments whose training runs on either."""
+    parser.add_argument("--backend", choices=BACKENDS, default="numpy",
+                        help="training engine: numpy (autograd, default) or torch (needs the torch extra)")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda or cuda:N")
+
+
+def backend_from_args(args: argparse.Namespace) -> Backend:
+    """The backend of ``--backend``/``--device`` (numpy on CPU when the flags are absent)."""
+    return get_backend(getattr(args, "backend", "numpy"), getattr(args, "device", "cpu"))
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process so far (budgets are judged by CPU time)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def wall_seconds() -> float:
+    return time.perf_counter()
