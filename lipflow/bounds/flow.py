@@ -12,7 +12,7 @@ from lipflow.blocks.flow import Flow
 from lipflow.bounds.images import image_box
 from lipflow.bounds.result import LipschitzBound, check_direction
 from lipflow.bounds.rigorous import Box, evaluate_upper
-from lipflow.errors import LipflowError
+from lipflow.errors import LipflowError, UnboundedError
 
 __all__ = ["flow_lipschitz", "reconstruction_bound"]
 
@@ -33,15 +33,19 @@ def flow_lipschitz(flow: Flow, params: Any, *, direction: str = "forward", box: 
     order = range(len(pairs)) if direction == "forward" else reversed(range(len(pairs)))
     layers: dict[int, LipschitzBound] = {}
     current = box
-    for index in order:
+    order = list(order)
+    for position, index in enumerate(order):
         block, block_params = pairs[index]
         try:
             layers[index] = block_lipschitz(block, block_params, direction=direction, box=current,
                                             variant=variant, splits=splits)
+            # the image after the last layer is never used: skip it (it may overflow needlessly)
+            if current is not None and position < len(order) - 1:
+                current = image_box(block, block_params, current, direction)
+        except OverflowError as error:
+            raise UnboundedError(f"layer {index} ({type(block).__name__}): overflow: {error}") from None
         except LipflowError as error:
             raise type(error)(f"layer {index} ({type(block).__name__}): {error}") from None
-        if current is not None:
-            current = image_box(block, block_params, current, direction)
     ordered = tuple(layers[i] for i in range(len(pairs)))
     symbols = sympy.symbols(f"L_1:{len(pairs) + 1}", nonnegative=True)
     expression = sympy.Mul(*symbols)
