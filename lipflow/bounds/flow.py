@@ -43,7 +43,7 @@ def flow_lipschitz(flow: Flow, params: Any, *, direction: str = "forward", box: 
 
         if method == "meanvalue" or supported(flow):
             try:
-                local = meanvalue_lipschitz(flow, params, direction=direction, box=box)
+                local = meanvalue_lipschitz(flow, params, direction=direction, box=box, splits=splits)
             except (MeanValueUnavailableError, UnboundedError):
                 if method == "meanvalue":
                     raise

@@ -353,44 +353,59 @@ def _meanvalue_box(point: onp.ndarray, product: onp.ndarray, radius: onp.ndarray
     return onp.nextafter(lo - spread, -onp.inf), onp.nextafter(hi + spread, onp.inf)
 
 
-def _pieces(box: Box, splits: int) -> list[Box]:
-    pieces = [box]
-    while len(pieces) < splits:
-        widths = [float(onp.max(b.hi - b.lo)) for b in pieces]
-        widest = int(onp.argmax(widths))
-        if widths[widest] <= 0:
-            break
-        b = pieces.pop(widest)
-        j = int(onp.argmax(b.hi - b.lo))
-        middle = b.lo[j] + 0.5 * (b.hi[j] - b.lo[j])
-        left_hi, right_lo = b.hi.copy(), b.lo.copy()
-        left_hi[j], right_lo[j] = middle, middle
-        pieces += [Box(b.lo, left_hi), Box(right_lo, b.hi)]
-    return pieces
+def _bisect(box: Box) -> tuple[Box, Box]:
+    j = int(onp.argmax(box.hi - box.lo))
+    middle = box.lo[j] + 0.5 * (box.hi[j] - box.lo[j])
+    left_hi, right_lo = box.hi.copy(), box.lo.copy()
+    left_hi[j], right_lo[j] = middle, middle
+    return Box(box.lo, left_hi), Box(right_lo, box.hi)
+
+
+#: a piece is split further only while its second-order term is above this share of its bound
+SPLIT_WORTHWHILE = 0.05
+
+
+def _piece_bound(flow: Block, params: Any, box: Box, direction: str, bits: int) -> tuple[float, bool]:
+    """(bound on the piece, whether splitting it could help)."""
+    try:
+        enclosure = flow_jacobian_enclosure(flow, params, box, direction=direction, bits=bits)
+        value = enclosure.norm_upper()
+    except (UnboundedError, OverflowError, ZeroDivisionError):
+        return math.inf, True
+    if not math.isfinite(value):
+        return math.inf, True
+    return value, enclosure.error > SPLIT_WORTHWHILE * value
 
 
 def meanvalue_lipschitz(flow: Block, params: Any, *, direction: str = "forward", box: Box,
                         splits: int = 1, bits: int = BITS) -> LipschitzBound:
     """Lip(F) on ``box`` (or Lip(F^-1) on the output box) <= max over pieces of sup ||[J]||_2
-    (``lem:mean-value-flow``); rigorous, outward rounded. Raises :class:`MeanValueUnavailableError`
-    where it cannot run and UnboundedError where an enclosure is not finite."""
+    (``lem:mean-value-flow``); rigorous, outward rounded. The box is bisected adaptively into at
+    most ``splits`` pieces, splitting the piece with the largest bound while its second-order term
+    is a sizeable share of it. Raises :class:`MeanValueUnavailableError` where it cannot run and
+    UnboundedError where an enclosure is not finite."""
     check_direction(direction)
     if not isinstance(box, Box):
         raise LipflowError("meanvalue_lipschitz needs a Box (lipflow.bounds.as_box)")
-    value = 0.0
-    pieces = _pieces(box, max(1, int(splits)))
-    try:
-        for piece in pieces:
-            enclosure = flow_jacobian_enclosure(flow, params, piece, direction=direction, bits=bits)
-            value = max(value, enclosure.norm_upper())
-    except (OverflowError, ZeroDivisionError) as error:
-        raise UnboundedError(f"ball arithmetic overflowed: {error}") from None
+    if not supported(flow):
+        flow_jacobian_enclosure(flow, params, box, direction=direction, bits=bits)  # raises the reason
+    # adaptive bisection: split the piece with the largest bound while it helps (max over pieces
+    # is a bound on the box, which is convex: lem:convex-jacobian)
+    pieces = [(*_piece_bound(flow, params, box, direction, bits), box)]
+    while len(pieces) < max(1, int(splits)):
+        worst = max(range(len(pieces)), key=lambda i: pieces[i][0])
+        value, helps, piece = pieces[worst]
+        if not helps or float(onp.max(piece.hi - piece.lo)) <= 0:
+            break
+        pieces.pop(worst)
+        pieces += [(*_piece_bound(flow, params, half, direction, bits), half) for half in _bisect(piece)]
+    value = max(p[0] for p in pieces)
     if not math.isfinite(value):
         raise UnboundedError("the Jacobian enclosure is not finite")
     return LipschitzBound(
         value=value, kind="upper", direction=direction, label="lem:mean-value-flow", expression=L_mv,
         ingredients={"L_mv": value},
         assumptions=(f"sup of ||J||_2 over a ball-matrix enclosure of the flow's Jacobian on the box "
-                     f"({len(pieces)} pieces, arb {bits} bits, mean-value boxes)",),
+                     f"({len(pieces)} pieces by adaptive bisection, arb {bits} bits, mean-value boxes)",),
         block="flow", box=box.as_tuple(),
     )
