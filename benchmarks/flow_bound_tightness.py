@@ -40,7 +40,7 @@ import warnings  # noqa: E402
 import numpy as np  # noqa: E402
 
 import lipflow  # noqa: E402
-from lipflow.analysis.budget import error_budget, proven_inverse_lipschitz  # noqa: E402
+from lipflow.analysis.budget import error_budget  # noqa: E402
 from lipflow.bounds import Box, estimate, lipschitz  # noqa: E402
 from lipflow.bounds.flow import flow_lipschitz  # noqa: E402
 from lipflow.errors import LipflowError, UnboundedError  # noqa: E402
