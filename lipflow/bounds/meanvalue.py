@@ -354,7 +354,7 @@ def _batched_spectral_upper(q: onp.ndarray) -> onp.ndarray:
     float64 with entrywise error bounds E (|fl(AB) - AB| <= gamma_d |A||B|, and
     |(G + D)^2 - G^2| <= |G||D| + |D||G| + |D|^2), after an exact power-of-two scaling.
     """
-    n, d, _ = q.shape
+    _, d, _ = q.shape
     scale = onp.max(onp.abs(q), axis=(1, 2))
     exponent = onp.where(scale > 0, onp.frexp(onp.where(scale > 0, scale, 1.0))[1], 0)
     qs = onp.ldexp(q, -exponent[:, None, None])
