@@ -189,7 +189,8 @@ def soundness(cases: int, seed: int) -> int:
             print(f"UNSOUND case {case}: depth {len(flow.blocks)} {direction} half {half:.3g}: "
                   f"bound {upper!r} < estimate {lower!r}")
         if (case + 1) % 500 == 0:
-            print(f"  {case + 1} cases, {time.perf_counter() - start:.0f} s", flush=True)
+            print(f"  {case + 1} cases, {time.perf_counter() - start:.0f} s: {decided} decided, {unproven} without "
+                  f"a finite bound, {unsound} unsound, largest estimate/bound {worst:.6f}", flush=True)
     print(f"soundness: {cases} cases drawn, {decided} decided (finite proven bound), {unproven} without a finite "
           f"bound; unsound bounds: {unsound}; largest estimate/bound ratio {worst:.6f} (must be <= 1)")
     return unsound
