@@ -223,7 +223,8 @@ def _callable_budget(maps: _Maps, x: onp.ndarray, context: Precision,
 def assert_error_bound(model: Any, x: Any, *, params: Params = None, inverse: Callable | None = None,
                        ctx: Precision | str | None = None,
                        lipschitz_inverse: float | Callable[[onp.ndarray, onp.ndarray], float] | None = None,
-                       allow_nonfinite: bool = True, allow_undecided: bool = False) -> None:
+                       allow_nonfinite: bool = True, allow_undecided: bool = False,
+                       allow_unproven: bool = False) -> None:
     """Assert the reconstruction bound ||x - x_delta2|| <= Lip(F^-1) ||delta|| + ||delta2||
     (paper Section 2) for every row of ``x``, with delta and delta2 measured against a stable
     reference (:mod:`lipflow.analysis.reference`).
@@ -232,7 +233,8 @@ def assert_error_bound(model: Any, x: Any, *, params: Params = None, inverse: Ca
     z_delta; for your own functions pass ``lipschitz_inverse``: a proven number, or a function
     ``(low, high) -> bound`` on a box. Samples whose computed forward or inverse is Inf/NaN make
     the bound vacuous (delta or delta2 is infinite); they fail only with ``allow_nonfinite=False``.
-    Samples whose reference does not stabilise fail unless ``allow_undecided``.
+    Samples whose reference does not stabilise fail unless ``allow_undecided``. A checked sample
+    without a finite proven Lip(F^-1) checks nothing: it fails unless ``allow_unproven``.
     """
     if _torch_case(model, x):
         from lipflow.interop import torch_testing
@@ -270,6 +272,14 @@ def assert_error_bound(model: Any, x: Any, *, params: Params = None, inverse: Ca
         i = int(onp.flatnonzero(~stable & finite)[0])
         raise AssertionError(f"the reference did not stabilise for x={_fmt(data['x'][i])} ({data['reference']}); "
                              "the bound cannot be checked there (pass allow_undecided=True to skip such samples)")
+    unproven = finite & stable & ~onp.isfinite(onp.asarray(data["lip"], dtype=onp.float64))
+    if not allow_unproven and onp.any(unproven):
+        i = int(onp.flatnonzero(unproven)[0])
+        raise AssertionError(
+            f"no finite proven Lip(F^-1) for {int(onp.sum(unproven))} of {int(onp.sum(finite & stable))} checked "
+            f"samples at {context.name}, so the bound checks nothing there; first x={_fmt(data['x'][i])}, "
+            f"z_delta={_fmt(data['z_delta'][i])} (pass allow_unproven=True to accept such samples)"
+        )
     with onp.errstate(invalid="ignore"):
         holds = data["error"] <= (data["bound"] + data["slack"]) * (1 + 2.0**-50)
     bad = onp.flatnonzero(finite & stable & ~holds)

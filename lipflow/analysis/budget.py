@@ -6,7 +6,8 @@ For a model F, inputs x stored at a working precision p:
 * x_delta1 = F^-1(z_delta) (reference), x_delta2 = F_p^-1(z_delta) (computed),
   delta2 = x_delta2 - x_delta1;
 * the reconstruction error ||x - x_delta2||_2 and the bound Lip(F^-1) ||delta|| + ||delta2||,
-  with Lip(F^-1) a *proven* upper bound on a box containing z and z_delta (``lipflow.bounds``);
+  with Lip(F^-1) a *proven* upper bound on a box containing z_delta and the exact z (a rigorous
+  interval enclosure of F(x), not only the rounded reference) (``lipflow.bounds``);
 * separately, *estimates*: the largest inverse-Jacobian norm on the segment [z, z_delta] (which
   is what the convex-set argument needs, theory ``lem:convex-jacobian``) and the pointwise norm
   at z (which is not enough: the pointwise version of the bound can fail in float16).
@@ -32,8 +33,17 @@ from lipflow.errors import LipflowError, NonConvergenceWarning, UnboundedError
 from lipflow.precision import Precision, precision
 from lipflow.precision.mp import MPPrecision
 
-__all__ = ["BudgetSummary", "ErrorBudget", "error_budget", "proven_inverse_lipschitz", "ulp_bits"]
+__all__ = [
+    "BudgetSummary",
+    "ErrorBudget",
+    "error_budget",
+    "exact_forward_enclosure",
+    "proven_inverse_lipschitz",
+    "ulp_bits",
+]
 
+#: pieces a flow's per-sample box may be bisected into for its proven Lip(F^-1) (lem:mean-value-flow)
+BUDGET_SPLITS = 1
 #: points on the segment [z, z_delta] at which the local estimate evaluates ||J_{F^-1}||
 SEGMENT_POINTS = 5
 
@@ -44,14 +54,55 @@ def proven_inverse_lipschitz(model: Block, params: Params, low: onp.ndarray, hig
     the box (e.g. the scale of an affine layer overflows float64 there)."""
     from lipflow.bounds import lipschitz
 
-    try:
-        result = lipschitz(model, params, direction="inverse", box=(low, high))
-    except UnboundedError:
+    if not (onp.all(onp.isfinite(low)) and onp.all(onp.isfinite(high))):
+        return math.inf  # the box reaches past float64: unproven, never an abort
+    # flows: the mean-value bound on each sample's box in one piece (cheap); bisected only where
+    # one piece proves nothing finite
+    attempts = [{"splits": BUDGET_SPLITS}, {}] if isinstance(model, Flow) else [{}]
+    for options in attempts:
+        try:
+            result = lipschitz(model, params, direction="inverse", box=(low, high), **options)
+            break
+        except UnboundedError:
+            continue
+    else:
         return math.inf
     if getattr(result, "kind", None) != "upper":
         raise LipflowError(f"the bound for Lip(F^-1) is a {result.kind!r}, not an upper bound; "
                            "the error budget needs a proven bound")
     return float(result.value)
+
+
+def exact_forward_enclosure(model: Block, params: Params, x: onp.ndarray, *, exact: bool = True) -> Any:
+    """A rigorous box containing the exact F(x), or None where none is found (overflow).
+
+    Ball arithmetic (python-flint ``arb`` at 128 bits, :func:`lipflow.analysis.certify.enclose`:
+    about one float64 ulp wide) where available, else outward-rounded interval images layer by
+    layer (``lem:interval-image``). ``exact=False``: x is x rounded to float64, so the point is
+    widened by one float64 step first."""
+    from lipflow.analysis.reference import blocks_and_params
+    from lipflow.bounds.images import image_box
+    from lipflow.bounds.rigorous import Box
+
+    x = onp.asarray(x, dtype=onp.float64)
+    current = Box.point(x) if exact else Box(*_outward(x, x))
+    try:
+        from lipflow.analysis.certify import enclose
+
+        with onp.errstate(all="ignore"):
+            ball = enclose(model, params, (current.lo, current.hi))
+        low, high = onp.asarray(ball.low, dtype=onp.float64), onp.asarray(ball.high, dtype=onp.float64)
+        if onp.all(onp.isfinite(low)) and onp.all(onp.isfinite(high)):
+            return Box(low, high)
+    except Exception:
+        pass
+    try:
+        with onp.errstate(all="ignore"):
+            for block, block_params in zip(*blocks_and_params(model, params), strict=True):
+                current = image_box(block, block_params, current, "forward")
+    except (LipflowError, OverflowError):  # overflow, or a family without interval images
+        return None
+    return current if current.finite else None
 
 
 def ulp_bits(exact: Any, computed: Any, ctx: Precision) -> onp.ndarray:
@@ -96,7 +147,10 @@ class BudgetSummary:
         reference_unstable: samples whose reference did not stabilise (undecided).
         violations: decided samples with reconstruction error above bound + reference slack.
         unbounded: decided samples where no finite Lip(F^-1) could be proven (bound = inf).
-        ratio_quantiles: {q: measured/bound} for q in 0, 0.5, 0.9, 0.99, 1.
+        ratio_quantiles: {q: measured/bound} for q in 0, 0.5, 0.9, 0.99, 1, over *proven*
+            samples only (decided, with a finite proven bound); NaN when none is proven.
+        proven / unproven / undecided: decided samples with a finite proven bound; decided
+            samples without one; samples that are not decided (non-finite or unstable reference).
         max_bits: the largest bits-of-error over decided coordinates.
         reference: the reference rungs used (forward; inverse).
     """
@@ -110,11 +164,18 @@ class BudgetSummary:
     ratio_quantiles: dict[float, float]
     max_bits: float
     reference: str
+    proven: int = 0
+    unproven: int = 0
+    undecided: int = 0
 
     def __str__(self) -> str:
-        quantiles = ", ".join(f"q{int(q * 100)}={v:.3g}" for q, v in self.ratio_quantiles.items())
+        if self.proven:
+            quantiles = ", ".join(f"q{int(q * 100)}={v:.3g}" for q, v in self.ratio_quantiles.items())
+        else:
+            quantiles = "none proven"
         return (
-            f"{self.n} samples: {self.violations} violations, {self.unbounded} without a finite bound, "
+            f"{self.n} samples: {self.proven} proven, {self.unproven} unproven, {self.undecided} undecided; "
+            f"{self.violations} violations, {self.unbounded} without a finite bound, "
             f"{self.nonfinite_forward} non-finite "
             f"forward, {self.nonfinite_inverse} non-finite inverse, {self.reference_unstable} "
             f"undecided; measured/bound {quantiles}; max {self.max_bits:.1f} bits of error; "
@@ -159,6 +220,8 @@ class ErrorBudget:
     holds: onp.ndarray
     reference_forward: str
     reference_inverse: str
+    box_low: onp.ndarray | None = None
+    box_high: onp.ndarray | None = None
 
     @property
     def decided(self) -> onp.ndarray:
@@ -172,7 +235,8 @@ class ErrorBudget:
 
     def summary(self) -> BudgetSummary:
         decided = self.decided
-        ratios = self.ratio[decided]
+        proven = decided & onp.isfinite(self.lipschitz_bound)
+        ratios = self.ratio[proven]
         quantiles = {q: float(onp.quantile(ratios, q)) if ratios.size else math.nan
                      for q in (0.0, 0.5, 0.9, 0.99, 1.0)}
         bits = self.bits_of_error[decided]
@@ -183,6 +247,9 @@ class ErrorBudget:
             reference_unstable=int(onp.sum(~self.reference_stable & ~self.nonfinite_forward)),
             violations=int(self.violations.size),
             unbounded=int(onp.sum(decided & ~onp.isfinite(self.lipschitz_bound))),
+            proven=int(onp.sum(proven)),
+            unproven=int(onp.sum(decided & ~proven)),
+            undecided=int(onp.sum(~decided)),
             ratio_quantiles=quantiles,
             max_bits=float(onp.max(bits)) if bits.size else math.nan,
             reference=f"{self.reference_forward}; {self.reference_inverse}",
@@ -288,22 +355,40 @@ def error_budget(
     with onp.errstate(invalid="ignore"):
         low, high = _outward(onp.fmin(z64, z_delta64), onp.fmax(z64, z_delta64))
     finite_rows = ~nonfinite_forward & onp.all(onp.isfinite(z64), axis=1)
+    # the box must contain the *exact* z, not only the reference's rounded one: hull with a
+    # rigorous enclosure of F(x); a sample without one gets no proven bound (inf), never an abort
+    enclosed = onp.zeros(n, dtype=bool)
+    x64 = working.to_float64(x)
+    for i in onp.flatnonzero(finite_rows):
+        enclosure = exact_forward_enclosure(model, params, x64[i], exact=working.mantissa_bits <= 53)
+        if enclosure is not None:
+            low[i], high[i] = onp.fmin(low[i], enclosure.lo), onp.fmax(high[i], enclosure.hi)
+            enclosed[i] = onp.all(onp.isfinite(low[i])) and onp.all(onp.isfinite(high[i]))
     lip = onp.full(n, onp.inf)
+    user_lipschitz = lipschitz
+
+    def lipschitz(model: Block, params: Params, low: onp.ndarray, high: onp.ndarray) -> float:
+        try:  # per-sample verdicts: an overflow makes that box unproven, never aborts the batch
+            return user_lipschitz(model, params, low, high)
+        except (UnboundedError, OverflowError):
+            return math.inf
+
     if box == "sample":
-        for i in onp.flatnonzero(finite_rows):
+        for i in onp.flatnonzero(finite_rows & enclosed):
             lip[i] = lipschitz(model, params, low[i], high[i])
     elif box == "batch":
-        if onp.any(finite_rows):
-            lip[finite_rows] = lipschitz(model, params, low[finite_rows].min(axis=0), high[finite_rows].max(axis=0))
+        rows = finite_rows & enclosed
+        if onp.any(rows):
+            lip[rows] = lipschitz(model, params, low[rows].min(axis=0), high[rows].max(axis=0))
     else:
         box_low, box_high = (onp.asarray(b, dtype=onp.float64) for b in box)
-        inside = onp.all((low >= box_low) & (high <= box_high), axis=1) | ~finite_rows
+        inside = onp.all((low >= box_low) & (high <= box_high), axis=1) | ~(finite_rows & enclosed)
         if not onp.all(inside):
             raise LipflowError(
                 f"box does not contain z and z_delta of samples {onp.flatnonzero(~inside).tolist()}; "
                 "enlarge it or use box='sample'"
             )
-        lip[finite_rows] = lipschitz(model, params, box_low, box_high)
+        lip[finite_rows & enclosed] = lipschitz(model, params, box_low, box_high)
 
     with onp.errstate(all="ignore"):
         bound = (lip * delta_norm + delta2_norm) * (1 + 2.0**-50)
@@ -353,4 +438,6 @@ def error_budget(
         holds=holds,
         reference_forward=ref_z.describe(),
         reference_inverse=ref_x1.describe(),
+        box_low=low,
+        box_high=high,
     )

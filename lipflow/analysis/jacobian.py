@@ -33,8 +33,8 @@ def jacobian(
     """J[i] = dF(x_i)/dx (or dF^-1(x_i)/dx for ``direction="inverse"``), shape (n, d, d).
 
     Computed by autograd at the working precision ``ctx`` (default: the precision of ``x``).
-    The inverse of a residual block is differentiated through its fixed-point iteration, which
-    converges to J_F(F^-1(x))^-1 at the iteration's own rate.
+    The inverse of a residual block is differentiated implicitly: J = (I + J_g(F^-1(x)))^-1,
+    by a linear solve at ``ctx`` (never through the fixed-point iterations).
     """
     _check_direction(direction)
     x, context = check_input(x, block.dim, "jacobian", ctx)

@@ -16,7 +16,14 @@ from autograd.tracer import getval
 
 from lipflow.precision import Precision
 
-__all__ = ["batched_logabsdet", "batched_matmul", "solve_unit_lower", "solve_upper", "spectral_norm"]
+__all__ = [
+    "batched_logabsdet",
+    "batched_matmul",
+    "batched_solve",
+    "solve_unit_lower",
+    "solve_upper",
+    "spectral_norm",
+]
 
 
 def batched_logabsdet(matrices: Any, ctx: Precision) -> Any:
@@ -45,6 +52,42 @@ def batched_logabsdet(matrices: Any, ctx: Precision) -> Any:
         multipliers = a[:, 1:, 0] / pivot[:, None]
         a = a[:, 1:, 1:] - multipliers[:, :, None] * a[:, 0:1, 1:]
     return total
+
+
+def batched_solve(matrices: Any, rhs: Any, ctx: Precision) -> Any:
+    """x[i] with A[i] x[i] = b[i] for a batch, shapes (n, d, d) and (n, d) -> (n, d).
+
+    Gaussian elimination with partial pivoting on the augmented matrix, written as successive
+    Schur complements of array operations at the working precision (like
+    :func:`batched_logabsdet`), then back substitution. A zero pivot gives inf/NaN, never an
+    exception.
+    """
+    n, d = onp.shape(rhs)
+    if n == 0:
+        return rhs
+    a = anp.concatenate([matrices, rhs[:, :, None]], axis=2)
+    rows = onp.arange(n)
+    pivot_rows = []
+    for _ in range(d):
+        size = onp.shape(a)[1]
+        pivot_row = onp.argmax(onp.abs(_as_float64(getval(a)[:, :, 0])), axis=1)
+        order = onp.tile(onp.arange(size), (n, 1))
+        order[rows, pivot_row] = 0
+        order[:, 0] = pivot_row
+        a = a[rows[:, None], order]
+        pivot_rows.append(a[:, 0, :])  # (n, size + 1): pivot, the rest of the row, the rhs
+        if size == 1:
+            break
+        multipliers = a[:, 1:, 0] / a[:, 0:1, 0]
+        a = a[:, 1:, 1:] - multipliers[:, :, None] * a[:, 0:1, 1:]
+    solution: list[Any] = []  # x_{d-1}, x_{d-2}, ... (back substitution)
+    for k in reversed(range(d)):
+        row = pivot_rows[k]
+        value = row[:, -1]
+        for offset, x_j in enumerate(reversed(solution), start=1):
+            value = value - row[:, offset] * x_j
+        solution.append(value / row[:, 0])
+    return anp.concatenate([x[:, None] for x in reversed(solution)], axis=1)
 
 
 _EINSUM_FORMATS = ("float16", "float32", "float64", "longdouble")

@@ -94,7 +94,22 @@ class InvertibleLinear(Block):
         return onp.sign(self._factors[3])
 
     def init(self, seed: int | onp.random.Generator | None = 0) -> Params:
-        _, lower, upper, diagonal = self._factors
+        """A random orthogonal W drawn from ``seed``, factored with the block's own P and signs.
+
+        Q orthogonal from ``seed``; P^T Q = P2 L U (partial pivoting); then W = P D L U with
+        D = diag(signs * sign(diag U)) is orthogonal (W = (P D P2^T P^T) Q) and has the factors
+        P, D L D (unit lower) and D U (diagonal signs = the block's signs).
+        """
+        rng = as_rng(seed)
+        perm, _, _, _ = self._factors
+        q, r = onp.linalg.qr(rng.standard_normal((self.dim, self.dim)))
+        q = q * onp.where(onp.diag(r) < 0, -1.0, 1.0)  # Haar-distributed
+        p_fixed = onp.eye(self.dim)[list(perm)]
+        _, lower, upper = scipy.linalg.lu(p_fixed.T @ q)
+        flip = self.signs * onp.where(onp.diag(upper) < 0, -1.0, 1.0)
+        lower = flip[:, None] * lower * flip[None, :]
+        upper = flip[:, None] * upper
+        diagonal = onp.diag(upper)
         return {
             "lower": onp.tril(lower, -1),
             "upper": onp.triu(upper, 1),

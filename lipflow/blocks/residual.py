@@ -4,6 +4,11 @@ g is a dense network whose weights are spectrally normalised to coefficient c wi
 largest singular value (an SVD), so Lip(g) <= prod_i c = c^L <= c for 1-Lipschitz activations
 (theory ``lem:residual``). The inverse is the Banach fixed-point iteration
 x_{k+1} = y - g(x_k), x_0 = y, which records how it converged (theory ``lem:banach``).
+
+The inverse is differentiated implicitly, never through the iterations: x = F^-1(y) solves
+x + g(x) = y, so dx = (I + J_g(x))^-1 (dy - dg_theta) (implicit function theorem; I + J_g is
+invertible since ||J_g|| <= c < 1). :func:`implicit_inverse` attaches these derivatives (reverse
+and forward mode) to a converged solution; the linear systems are solved at the working precision.
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ from itertools import pairwise
 from typing import Any
 
 import numpy as onp
+from autograd import make_jvp, make_vjp
+from autograd.extend import defjvp_argnum, defvjp_argnums, primitive
 from autograd.tracer import getval
 
 from lipflow.blocks.base import Block, Params, as_rng, check_input
 from lipflow.blocks.conditioners import ACTIVATIONS, activation
-from lipflow.blocks.linalg import _as_float64, batched_logabsdet, batched_matmul, spectral_norm
+from lipflow.blocks.linalg import _as_float64, batched_logabsdet, batched_matmul, batched_solve, spectral_norm
 from lipflow.errors import LipflowError, NonConvergenceError, NonConvergenceWarning
 from lipflow.precision import Precision
 
@@ -27,6 +34,7 @@ __all__ = [
     "RESIDUAL_ACTIVATIONS",
     "FixedPointInfo",
     "Residual",
+    "implicit_inverse",
     "power_iteration_norm",
     "series_truncation_bound",
 ]
@@ -90,6 +98,70 @@ def _row_norms(v: Any, ctx: Precision) -> onp.ndarray:
         return ctx.sqrt(ctx.sum(v * v, axis=1))
     wide = v.astype(onp.longdouble if ctx.mantissa_bits > 53 else onp.float64)
     return onp.sqrt(onp.sum(wide * wide, axis=1))
+
+
+# ---- implicit differentiation of the inverse ---------------------------------------------------
+def _rebuild(leaves: Any, n_weights: int) -> Params:
+    return {"weights": list(leaves[:n_weights]), "biases": list(leaves[n_weights:])}
+
+
+def _system(block: Residual, leaves: tuple, x: Any, ctx: Precision, transpose: bool) -> Any:
+    """I + J_g(x)^T per sample (``transpose=False``), or I + J_g(x) (``transpose=True``)."""
+    params = _rebuild([getval(leaf) for leaf in leaves], len(leaves) // 2)
+    jac_t = block.g_jacobian_transposed(params, x, ctx)
+    eye = ctx.cast(onp.eye(block.dim))[None, :, :]
+    return eye + (onp.swapaxes(jac_t, 1, 2) if transpose else jac_t)
+
+
+@primitive
+def implicit_inverse(x_star: Any, block: Residual, ctx: Precision, y: Any, *leaves: Any) -> Any:
+    """``x_star`` (a converged F^-1(y)), carrying the implicit-function derivatives of F^-1.
+
+    ``leaves`` are the used weights then biases of g. With samples as rows, x + g(x) = y gives
+    dx (I + J_g^T) = dy - dg_theta. Reverse mode: for a cotangent v, the adjoint w solves
+    (I + J_g^T) w = v per sample; then dL/dy = w and dL/dtheta = -(dg/dtheta)^T w. Forward mode
+    solves (I + J_g) dx = dy - dg_theta. Both at the working precision (``batched_solve``).
+    """
+    return x_star
+
+
+def _implicit_vjp(argnums: tuple, ans: Any, args: tuple, kwargs: dict) -> Any:
+    x_star, block, ctx, _y, *leaves = args
+    system = _system(block, tuple(leaves), x_star, ctx, transpose=False)  # (I + J_g^T)[a, b]
+
+    def vjp(v: Any) -> Any:
+        # x = y - g(x): dx (I + J_g^T) = dy - dg (rows), so the adjoint w solves (I + J_g^T) w = v
+        w = batched_solve(system, v, ctx)
+        grads: dict[int, Any] = {3: w}
+        if any(a >= 4 for a in argnums):
+            n_weights = len(leaves) // 2
+            g_vjp, _ = make_vjp(lambda ls: block.g(_rebuild(ls, n_weights), x_star, ctx))(
+                [getval(leaf) for leaf in leaves])
+            for index, grad in enumerate(g_vjp(-w)):
+                grads[4 + index] = grad
+        return tuple(grads[a] for a in argnums)
+
+    return vjp
+
+
+def _implicit_jvp(argnum: int, tangent: Any, ans: Any, args: tuple, kwargs: dict) -> Any:
+    x_star, block, ctx, _y, *leaves = args
+    system = _system(block, tuple(leaves), x_star, ctx, transpose=True)
+    if argnum == 3:
+        return batched_solve(system, tangent, ctx)
+    index = argnum - 4
+    n_weights = len(leaves) // 2
+    values = [getval(leaf) for leaf in leaves]
+
+    def g_of_leaf(leaf: Any) -> Any:
+        return block.g(_rebuild([*values[:index], leaf, *values[index + 1:]], n_weights), x_star, ctx)
+
+    _, dg = make_jvp(g_of_leaf)(values[index])(tangent)
+    return batched_solve(system, -dg, ctx)
+
+
+defvjp_argnums(implicit_inverse, _implicit_vjp)
+defjvp_argnum(implicit_inverse, _implicit_jvp)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -190,6 +262,8 @@ class Residual(Block):
         """J_g(x)^T per sample, shape (n, d, d), from the chain rule through the layers."""
         phi = ACTIVATIONS[self.activation]
         weights, biases = params["weights"], params["biases"]
+        if len(weights) == 1:  # no hidden layer: g is affine
+            return ctx.zeros((onp.shape(x)[0], 1, 1)) + weights[0][None, :, :]
         h = ctx.dot(x, weights[0]) + biases[0]
         product = weights[0][None, :, :] * phi.derivative(ctx, h)[:, None, :]
         for w, b in zip(weights[1:-1], biases[1:-1], strict=True):
@@ -223,15 +297,18 @@ class Residual(Block):
     def _inverse_with_info(self, params: Params, y: Any, ctx: Precision) -> tuple[Any, FixedPointInfo]:
         lip = min(self.lipschitz_g(params) * (1 + 64 * 2.0**-52), 1.0 - 1e-15)
         amplification = lip / (1 - lip)
-        y_norm = _row_norms(getval(y), ctx)
-        x = y
+        leaves = (*params["weights"], *params["biases"])
+        values = _rebuild([getval(leaf) for leaf in leaves], len(params["weights"]))
+        y_value = getval(y)
+        y_norm = _row_norms(y_value, ctx)
+        x = y_value
         n = onp.shape(y)[0]
         step = onp.zeros(n) if not ctx.is_arbitrary else onp.full(n, ctx.const(0), dtype=object)
         iterations = 0
         converged = onp.ones(n, dtype=bool) if n == 0 else onp.zeros(n, dtype=bool)
         for iterations in range(1, self.max_iter + 1):  # noqa: B007 (reported after the loop)
-            x_next = y - self.g(params, x, ctx)
-            step = _row_norms(getval(x_next) - getval(x), ctx)
+            x_next = y_value - self.g(values, x, ctx)
+            step = _row_norms(x_next - x, ctx)
             x = x_next
             if self.tol is None:
                 floor = 4 * math.sqrt(self.dim) * ctx.unit_roundoff
@@ -249,7 +326,8 @@ class Residual(Block):
             aposteriori_bound=step * (ctx.const(amplification) if ctx.is_arbitrary else amplification),
             lipschitz_g=lip,
         )
-        return x, info
+        # derivatives by the implicit function theorem, never through the iterations
+        return implicit_inverse(x, self, ctx, y, *leaves), info
 
     def _report(self, info: FixedPointInfo) -> None:
         if info.all_converged or self.on_nonconvergence == "ignore":

@@ -47,6 +47,18 @@ def _apply(block: Block, params: Any, points: onp.ndarray, direction: str) -> on
 
 
 def _quotients(block: Block, params: Any, a: onp.ndarray, b: onp.ndarray, direction: str) -> onp.ndarray:
+    if direction == "inverse":
+        # an iterative inverse is only converged to its stopping rule, which a short step would
+        # amplify: use the computed preimages p, q and the exact pair (F(p), F(q)) instead,
+        # ||p - q|| / ||F(p) - F(q)|| being a quotient of F^-1 (F is evaluated directly)
+        pa, pb = _apply(block, params, a, "inverse"), _apply(block, params, b, "inverse")
+        fa, fb = _apply(block, params, pa, "forward"), _apply(block, params, pb, "forward")
+        allowance = ROUNDING_ALLOWANCE * (onp.linalg.norm(fa, axis=1) + onp.linalg.norm(fb, axis=1))
+        num = onp.linalg.norm(pa - pb, axis=1) * (1 - ROUNDING_ALLOWANCE)
+        den = onp.linalg.norm(fa - fb, axis=1) + allowance
+        with onp.errstate(divide="ignore", invalid="ignore"):
+            q = onp.where(den > 0, num / den, -onp.inf)
+        return onp.where(onp.isfinite(q), q, -onp.inf)
     fa, fb = _apply(block, params, a, direction), _apply(block, params, b, direction)
     # reduce by a float64 rounding allowance (128 u relative to the values) so that the
     # computed quotient does not exceed the exact one through cancellation

@@ -12,36 +12,77 @@ from lipflow.blocks.flow import Flow
 from lipflow.bounds.images import image_box
 from lipflow.bounds.result import LipschitzBound, check_direction
 from lipflow.bounds.rigorous import Box, evaluate_upper
-from lipflow.errors import LipflowError
+from lipflow.errors import LipflowError, UnboundedError
 
 __all__ = ["flow_lipschitz", "reconstruction_bound"]
 
 L_inv, delta_norm_, delta2_norm_ = sympy.symbols("L_inv delta delta_2", nonnegative=True)
 
 
+METHODS = ("auto", "meanvalue", "composition")
+
+
 def flow_lipschitz(flow: Flow, params: Any, *, direction: str = "forward", box: Box | None = None,
-                   variant: str = "tight", splits: int = 16) -> LipschitzBound:
-    """prod_k L_k with each local factor taken on the box image of the preceding layers (lem:composition).
+                   variant: str = "tight", splits: int = 16, method: str = "auto") -> LipschitzBound:
+    """A rigorous upper bound of Lip(F) (or Lip(F^-1)) of a flow, globally or on ``box``.
 
     ``box`` lies in the domain of the map bounded (inputs for forward, outputs for inverse).
+    ``method``: ``"meanvalue"`` bounds the flow's Jacobian over the box as a whole
+    (lem:mean-value-flow; needs a box, python-flint and supported blocks); ``"composition"``
+    multiplies per-layer bounds on interval images (lem:composition); ``"auto"`` (default) takes on
+    a box the smaller of the mean-value bound and the product of global bounds (where every block
+    has one), and falls back to the composition where the mean-value bound cannot run or proves
+    nothing finite.
     """
-    from lipflow.bounds.api import block_lipschitz
-
     check_direction(direction)
     flow._check_params(params)
+    if method not in METHODS:
+        raise LipflowError(f"method must be one of {METHODS}, got {method!r}")
+    if method != "composition" and box is not None:
+        from lipflow.bounds.meanvalue import MeanValueUnavailableError, meanvalue_lipschitz, supported
+
+        if method == "meanvalue" or supported(flow):
+            try:
+                local = meanvalue_lipschitz(flow, params, direction=direction, box=box, splits=splits)
+            except (MeanValueUnavailableError, UnboundedError):
+                if method == "meanvalue":
+                    raise
+            else:
+                if method == "meanvalue":
+                    return local
+                try:  # the product of global bounds is cheap where every block has one: keep the smaller
+                    global_bound = _composition(flow, params, direction=direction, box=None, variant=variant,
+                                                splits=splits)
+                except LipflowError:
+                    return local
+                return local if local.value <= global_bound.value else global_bound
+    elif method == "meanvalue":
+        raise LipflowError("method='meanvalue' needs a box")
+    return _composition(flow, params, direction=direction, box=box, variant=variant, splits=splits)
+
+
+def _composition(flow: Flow, params: Any, *, direction: str, box: Box | None, variant: str,
+                 splits: int) -> LipschitzBound:
+    """prod_k L_k with each local factor taken on the box image of the preceding layers (lem:composition)."""
+    from lipflow.bounds.api import block_lipschitz
+
     pairs = list(zip(flow.blocks, params, strict=True))
     order = range(len(pairs)) if direction == "forward" else reversed(range(len(pairs)))
     layers: dict[int, LipschitzBound] = {}
     current = box
-    for index in order:
+    order = list(order)
+    for position, index in enumerate(order):
         block, block_params = pairs[index]
         try:
             layers[index] = block_lipschitz(block, block_params, direction=direction, box=current,
                                             variant=variant, splits=splits)
+            # the image after the last layer is never used: skip it (it may overflow needlessly)
+            if current is not None and position < len(order) - 1:
+                current = image_box(block, block_params, current, direction)
+        except OverflowError as error:
+            raise UnboundedError(f"layer {index} ({type(block).__name__}): overflow: {error}") from None
         except LipflowError as error:
             raise type(error)(f"layer {index} ({type(block).__name__}): {error}") from None
-        if current is not None:
-            current = image_box(block, block_params, current, direction)
     ordered = tuple(layers[i] for i in range(len(pairs)))
     symbols = sympy.symbols(f"L_1:{len(pairs) + 1}", nonnegative=True)
     expression = sympy.Mul(*symbols)

@@ -90,6 +90,8 @@ class Interval:
 
     @classmethod
     def of(cls, lo: float, hi: float) -> Interval:
+        if math.isnan(lo) or math.isnan(hi):
+            raise UnboundedError(f"interval endpoint is NaN ([{lo}, {hi}]): an overflow upstream")
         if not lo <= hi:
             raise LipflowError(f"empty interval [{lo}, {hi}]")
         return cls((_mpf(lo), _mpf(hi)))
@@ -102,7 +104,9 @@ class Interval:
             p, q = Interval.point(float(value.p)), Interval.point(float(value.q))
             if abs(value.p) < 2**53 and value.q < 2**53:
                 return p / q
-        if isinstance(value, (int, float, onp.floating, onp.integer)) and math.isfinite(float(value)):
+        if isinstance(value, (int, float, onp.floating, onp.integer)):
+            if not math.isfinite(float(value)):  # an overflow upstream: no finite bound, not bad input
+                raise UnboundedError(f"cannot use {value!r} in interval arithmetic (an overflow upstream)")
             if float(value) != value:
                 raise LipflowError(f"integer {value} is not exactly representable")
             return Interval.point(float(value))

@@ -3,7 +3,8 @@
 F(x) = x + g(x), g a spectrally normalised MLP with Lip(g) <= c < 1; the inverse is the Banach
 fixed-point iteration with lipflow's stopping rule and :class:`FixedPointInfo` record (theory
 ``lem:residual``, ``lem:banach``); the log-determinant is exact (slogdet of I + J_g) or the
-truncated power series (``lem:logdet-series``).
+truncated power series (``lem:logdet-series``). The inverse is differentiated implicitly
+(:class:`ImplicitInverse`), never through the iterations.
 """
 
 from __future__ import annotations
@@ -26,7 +27,68 @@ from lipflow.interop.torch_blocks import (  # noqa: E402
     torch_activation,
 )
 
-__all__ = ["TorchResidual"]
+__all__ = ["ImplicitInverse", "TorchResidual"]
+
+
+def _g(x: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor], phi) -> Tensor:
+    h, last = x, len(weights) - 1
+    for layer, (w, b) in enumerate(zip(weights, biases, strict=True)):
+        h = h @ w + b
+        if layer < last:
+            h = phi(h)
+    return h
+
+
+class ImplicitInverse(torch.autograd.Function):
+    """x* = F^-1(y) (already converged) with derivatives from the implicit function theorem.
+
+    Rows x + g(x) = y give dx (I + J_g^T) = dy - dg_theta: backward solves (I + J_g^T) w = v per
+    sample and returns dL/dy = w, dL/dtheta = -(dg/dtheta)^T w (theory ``lem:residual``).
+    Inputs: (module, x_star, y, *weights, *biases) with the used (normalised) weights. The
+    backward is linear in v and differentiable in it (Jacobian-vector products by double
+    backward); J_g is held fixed there, so second derivatives in y are not provided.
+    """
+
+    @staticmethod
+    def forward(ctx, module, x_star, y, *leaves):
+        ctx.module = module
+        ctx.save_for_backward(x_star, *leaves)
+        return x_star.clone()
+
+    @staticmethod
+    def backward(ctx, v):
+        x_star, *leaves = ctx.saved_tensors
+        module = ctx.module
+        k = len(leaves) // 2
+        weights, biases = leaves[:k], leaves[k:]
+        higher = torch.is_grad_enabled()  # backward with create_graph: stay differentiable in v
+        with torch.no_grad():
+            jac_t = _jacobian_t(x_star, weights, biases, module)
+            system = torch.eye(x_star.shape[1], dtype=x_star.dtype, device=x_star.device) + jac_t
+        w = torch.linalg.solve(system, v.unsqueeze(-1)).squeeze(-1)
+        grads = [None] * len(leaves)
+        wanted = [i for i, leaf in enumerate(leaves) if ctx.needs_input_grad[3 + i]]
+        if wanted:
+            with torch.enable_grad():
+                detached = [leaf.detach().requires_grad_(True) for leaf in leaves]
+                out = _g(x_star.detach(), detached[:k], detached[k:], module.phi)
+                found = torch.autograd.grad(out, [detached[i] for i in wanted], grad_outputs=-w,
+                                            create_graph=higher)
+            for i, value in zip(wanted, found, strict=True):
+                grads[i] = value
+        return (None, None, w if ctx.needs_input_grad[2] else None, *grads)
+
+
+def _jacobian_t(x: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor], module) -> Tensor:
+    """J_g(x)^T per sample, (n, d, d)."""
+    if len(weights) == 1:
+        return weights[0][None, :, :].expand(x.shape[0], -1, -1)
+    h = x @ weights[0] + biases[0]
+    product = weights[0][None, :, :] * module.phi_derivative(h)[:, None, :]
+    for w, b in zip(weights[1:-1], biases[1:-1], strict=True):
+        h = module.phi(h) @ w + b
+        product = (product @ w) * module.phi_derivative(h)[:, None, :]
+    return product @ weights[-1]
 
 
 class TorchResidual(InvertibleModule):
@@ -87,14 +149,18 @@ class TorchResidual(InvertibleModule):
         amplification = lip / (1 - lip)
         y_norm = torch.linalg.vector_norm(y.detach().to(torch.float64), dim=1)
         unit_roundoff = torch.finfo(y.dtype).eps / 2
-        x, n = y, y.shape[0]
+        n = y.shape[0]
         step = torch.zeros(n, dtype=torch.float64, device=y.device)
         converged = torch.ones(n, dtype=torch.bool, device=y.device)
         iterations = 0
+        frozen = [w.detach() for w in weights]
+        y_value = y.detach()
+        x = y_value
         for iteration in range(1, spec.max_iter + 1):
             iterations = iteration
-            x_next = y - self.g(x, weights)
-            step = torch.linalg.vector_norm((x_next.detach() - x.detach()).to(torch.float64), dim=1)
+            with torch.no_grad():  # never differentiated through: see ImplicitInverse
+                x_next = y_value - self.g(x, frozen)
+            step = torch.linalg.vector_norm((x_next - x).to(torch.float64), dim=1)
             x = x_next
             if spec.tol is None:
                 converged = step <= (1 + y_norm) * (4 * math.sqrt(self.dim) * unit_roundoff)
@@ -111,16 +177,14 @@ class TorchResidual(InvertibleModule):
             lipschitz_g=lip,
         )
         self.last_info = info
+        if torch.is_grad_enabled() and (y.requires_grad or any(t.requires_grad for t in weights)
+                                        or any(b.requires_grad for b in self.biases)):
+            x = ImplicitInverse.apply(self, x, y, *weights, *self.biases)
         return x, info
 
     def g_jacobian_transposed(self, x: Tensor, weights: Sequence[Tensor]) -> Tensor:
         """J_g(x)^T per sample, (n, d, d), by the chain rule (as lipflow)."""
-        h = x @ weights[0] + self.biases[0]
-        product = weights[0][None, :, :] * self.phi_derivative(h)[:, None, :]
-        for w, b in zip(weights[1:-1], list(self.biases)[1:-1], strict=True):
-            h = self.phi(h) @ w + b
-            product = (product @ w) * self.phi_derivative(h)[:, None, :]
-        return product @ weights[-1]
+        return _jacobian_t(x, weights, list(self.biases), self)
 
     def logdet(self, x: Tensor) -> Tensor:
         self.check_input(x, "logdet")
