@@ -466,19 +466,17 @@ def elu(ah, al) -> Pair:
 def sum_along(ah, al, axis: int) -> Pair:
     """Sum along ``axis`` by a pairwise tree of TwoSums; all rounding errors (and the lo
     parts) are collected and added in float64 at the end (error ~ (log2 n) u^2 sum |a|)."""
-    ah = onp.moveaxis(ah, axis, -1)
-    al = onp.moveaxis(al, axis, -1)
-    errors = onp.sum(al, axis=-1)
-    while ah.shape[-1] > 1:
-        if ah.shape[-1] % 2:
-            pad = onp.zeros((*ah.shape[:-1], 1))
-            ah = onp.concatenate([ah, pad], axis=-1)
-        s, e = two_sum(ah[..., 0::2], ah[..., 1::2])
-        errors = errors + onp.sum(e, axis=-1)
-        ah = s
-    if ah.shape[-1] == 0:
-        return onp.zeros(ah.shape[:-1]), onp.zeros(ah.shape[:-1])
-    s = ah[..., 0]
+    ah = onp.ascontiguousarray(onp.moveaxis(ah, axis, 0))  # halves: contiguous blocks
+    al = onp.moveaxis(al, axis, 0)
+    errors = onp.sum(al, axis=0)
+    while ah.shape[0] > 1:
+        half = ah.shape[0] // 2
+        s, e = two_sum(ah[:half], ah[half:2 * half])
+        errors = errors + onp.sum(e, axis=0)
+        ah = onp.concatenate([s, ah[2 * half:]]) if ah.shape[0] % 2 else s
+    if ah.shape[0] == 0:
+        return onp.zeros(ah.shape[1:]), onp.zeros(ah.shape[1:])
+    s = ah[0]
     hi, lo = two_sum(s, errors)
     return _finish(hi, lo, lambda: s)
 
@@ -506,12 +504,15 @@ def dot(ah, al, bh, bl) -> Pair:
         if cutoff is not None:  # exact slice products in BLAS instead of an (n, k, m) array
             hi, lo = dd_gemm.sliced_dot(rows_h, rows_l, bh, bl, cutoff)
             return hi.reshape(*lead, -1), lo.reshape(*lead, -1)
-    ah_e, al_e = ah[..., :, None], al[..., :, None]
+    # products laid out as (k, ..., m): the TwoSum tree then halves contiguous blocks
+    ah_e = onp.moveaxis(ah, -1, 0)[..., None]
+    al_e = onp.moveaxis(al, -1, 0)[..., None]
+    b_shape = (bh.shape[0],) + (1,) * (ah.ndim - 1) + (bh.shape[1],)
+    bh, bl = bh.reshape(b_shape), bl.reshape(b_shape)
     p = ah_e * bh
-    a1, a2 = _split(ah)
+    a1, a2 = _split(ah_e)
     b1, b2 = _split(bh)
-    a1, a2 = a1[..., :, None], a2[..., :, None]
     e = ((a1 * b1 - p) + a1 * b2 + a2 * b1) + a2 * b2
     e = e + (ah_e * bl + al_e * bh)
-    hi, lo = sum_along(p, e, axis=-2)
+    hi, lo = sum_along(p, e, axis=0)
     return (hi[..., 0], lo[..., 0]) if vector else (hi, lo)
