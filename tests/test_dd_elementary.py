@@ -72,3 +72,15 @@ def test_chunked_kernels_bit_identical() -> None:
         for a, b in zip(whole, blocks, strict=True):
             assert a.shape == b.shape
             np.testing.assert_array_equal(a, b)
+
+
+def test_reduction_stays_within_the_lemma_range() -> None:
+    """The reduced argument satisfies the lemma's hypothesis |r_h| <= rho, |r_l| <= u |r_h|,
+    over the whole clipped range (where the quotient a N / ln2 reaches 2^21)."""
+    rng = np.random.default_rng(3)
+    a = np.concatenate([rng.uniform(-746, 710, 20000), rng.standard_normal(2000),
+                        (rng.integers(-2**21, 2**21, 2000) + 0.5) * math.log(2) / 2048])
+    a = a[(a >= -746) & (a <= 710)]
+    _, _, rh, rl = kern._reduce_exp(a, np.zeros_like(a))
+    assert np.all(np.abs(rh) <= RHO)
+    assert np.all(np.abs(rl) <= 2.0**-53 * np.abs(rh))

@@ -196,6 +196,11 @@ def _exp_tables() -> tuple[onp.ndarray, onp.ndarray, onp.ndarray, onp.ndarray, f
     )
 
 
+#: N / ln2 rounded to float64 (the reduction's quotient; the exact split of ln2/N is in the tables)
+with mpmath.workprec(120):
+    _INV_STEP = float(_N_TABLE / mpmath.log(2))
+
+
 def _round_bits(value: mpmath.mpf, bits: int) -> float:
     """``value`` rounded to ``bits`` significant bits."""
     with mpmath.workprec(bits):
@@ -214,7 +219,9 @@ with mpmath.workprec(240):
 def _reduce_exp(ah, al):
     """(k, table index, r) with a = k ln2 + (j/N) ln2 + r, |r| <= ln2/(2N) (Cody-Waite)."""
     _, _, _, _, leading, trailing_hi, trailing_lo = _exp_tables()
-    n = onp.rint(ah * (1.0 / leading))  # |n| < 2^22 after clipping: Veltkamp splits it as (n, 0)
+    # n = rint(a N / ln2): |r| <= (ln2 / 2N)(1 + 2^-30) (the rho of lem:dd-expm1); |n| < 2^22
+    # after clipping, so Veltkamp splits it as (n, 0)
+    n = onp.rint(ah * _INV_STEP)
     k = onp.floor((n + _N_TABLE // 2) / _N_TABLE)
     index = (n - k * _N_TABLE).astype(onp.int64) + _N_TABLE // 2
     reduced = ah - n * leading  # exact: n * leading has <= 53 bits and lies near ah
@@ -305,7 +312,7 @@ def exp(ah, al) -> Pair:
         ch, cl = _clip_argument(ah, al, -746.0, 710.0)
         k, index, rh, rl = _reduce_exp(ch, cl)
         tables = _exp_tables()
-        ph, pl = tables[0][index], tables[1][index]
+        ph, pl = tables[0].take(index, mode="clip"), tables[1].take(index, mode="clip")
         eh, el = _expm1_reduced(rh, rl)
         th, tl = mul(ph, pl, eh, el)
         th, tl = add_ordered(ph, pl, th, tl)  # 2^(j/N) (1 + expm1(r)); |expm1(r)| < 1.4e-3
@@ -316,19 +323,23 @@ def exp(ah, al) -> Pair:
 def expm1(ah, al) -> Pair:
     """exp(a) - 1, accurate relative to the result near 0 (no cancellation for |a| < ln2/2)."""
     with onp.errstate(over="ignore", invalid="ignore"):
-        ch, cl = _clip_argument(ah, al, -746.0, 710.0)
-        k, index, rh, rl = _reduce_exp(ch, cl)
-        ph, pl, mh, ml = (table[index] for table in _exp_tables()[:4])
-        eh, el = _expm1_reduced(rh, rl)
-        th, tl = mul(ph, pl, eh, el)
-        # (2^(j/N) - 1) + 2^(j/N) expm1(r): |2^(j/N) - 1| >= 2.7e-3 |j| > |2^(j/N) expm1(r)|
-        small_h, small_l = add_ordered(mh, ml, th, tl)
-        big_h, big_l = add_ordered(ph, pl, th, tl)
-        big_h, big_l = add_double(*_scale(big_h, big_l, k), -1.0)
-        near = k == 0
-        hi = onp.where(near, small_h, big_h)
-        lo = onp.where(near, small_l, big_l)
+        hi, lo = _expm1_in_range(*_clip_argument(ah, al, -746.0, 710.0))
     return _special_exp_values(ah, hi, lo)
+
+
+def _expm1_in_range(ch, cl) -> Pair:
+    """expm1 for finite arguments in [-746, 710] (no clipping, no special values)."""
+    k, index, rh, rl = _reduce_exp(ch, cl)
+    ph, pl, mh, ml = (table.take(index, mode="clip") for table in _exp_tables()[:4])
+    eh, el = _expm1_reduced(rh, rl)
+    th, tl = two_prod(ph, eh)
+    th, tl = fast_two_sum(th, tl + (ph * el + pl * eh))  # 2^(j/N) expm1(r), finite
+    # (2^(j/N) - 1) + 2^(j/N) expm1(r): |2^(j/N) - 1| >= 3.38e-4 |j| >= 2 |2^(j/N) expm1(r)|
+    small_h, small_l = add_ordered(mh, ml, th, tl)
+    big_h, big_l = add_ordered(ph, pl, th, tl)
+    big_h, big_l = add_double(*_scale(big_h, big_l, k), -1.0)
+    near = k == 0
+    return onp.where(near, small_h, big_h), onp.where(near, small_l, big_l)
 
 
 def log1p(ah, al) -> Pair:
@@ -368,7 +379,8 @@ def tanh(ah, al) -> Pair:
     within 1e-304 beyond)."""
     sign = onp.where(ah < 0, -1.0, 1.0)
     bh, bl = _clip_argument(2 * sign * ah, 2 * sign * al, 0.0, 700.0)
-    eh, el = expm1(bh, bl)
+    with onp.errstate(over="ignore", invalid="ignore"):
+        eh, el = _expm1_in_range(bh, bl)
     dh, dl = add_double(eh, el, 2.0)
     hi, lo = div(eh, el, dh, dl)
     if onp.isnan(ah).any():
