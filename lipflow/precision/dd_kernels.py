@@ -125,15 +125,6 @@ def mul(ah, al, bh, bl) -> Pair:
     return _finish(hi, lo, lambda: ah * bh)
 
 
-def _mul_split(a_parts, ah, al, bh, bl) -> Pair:
-    """a * b with a's Veltkamp split ``a_parts`` computed once by the caller (Horner loops)."""
-    p = ah * bh
-    a1, a2 = a_parts
-    b1, b2 = _split(bh)
-    e = ((a1 * b1 - p) + a1 * b2 + a2 * b1) + a2 * b2
-    return fast_two_sum(p, e + (ah * bl + al * bh))
-
-
 def mul_double(ah, al, b) -> Pair:
     """a * b for a double-double a and a float64 b."""
     p, e = two_prod(ah, b)
@@ -179,19 +170,21 @@ def dd_constant(value: mpmath.mpf | float | str) -> tuple[float, float]:
     return hi, lo
 
 
-_N_TABLE = 256  # exp reduction x = (k N + j) ln2 / N + r, |r| <= ln2 / (2N)
+_N_TABLE = 2048  # exp reduction x = (k N + j) ln2 / N + r, |r| <= ln2 / (2N) ~ 1.7e-4
+_LEADING_BITS = 31  # |n| <= 746 N / ln2 < 2^22: n * L1 has <= 53 bits
 
 
 @functools.lru_cache(maxsize=1)
 def _exp_tables() -> tuple[onp.ndarray, onp.ndarray, onp.ndarray, onp.ndarray, float, float, float]:
     """2^(j/N) and 2^(j/N) - 1 as double-doubles for j in [-N/2, N/2), and ln2/N split as
-    L1 (32 bits, so n L1 is exact for |n| < 2^21) plus a double-double L2 (Cody-Waite)."""
+    L1 (31 bits, so n L1 is exact for |n| < 2^22) plus a double-double L2 (Cody-Waite)."""
     j = range(-_N_TABLE // 2, _N_TABLE // 2)
     with mpmath.workprec(240):
-        power = [dd_constant(mpmath.power(2, mpmath.mpf(i) / _N_TABLE)) for i in j]
-        minus_one = [dd_constant(mpmath.power(2, mpmath.mpf(i) / _N_TABLE) - 1) for i in j]
+        exact = [mpmath.power(2, mpmath.mpf(i) / _N_TABLE) for i in j]
+        power = [dd_constant(value) for value in exact]
+        minus_one = [dd_constant(value - 1) for value in exact]
         step = mpmath.log(2) / _N_TABLE
-        leading = _round_bits(step, 32)
+        leading = _round_bits(step, _LEADING_BITS)
         trailing = dd_constant(step - leading)
     return (
         onp.array([p[0] for p in power]),
@@ -203,6 +196,11 @@ def _exp_tables() -> tuple[onp.ndarray, onp.ndarray, onp.ndarray, onp.ndarray, f
     )
 
 
+#: N / ln2 rounded to float64 (the reduction's quotient; the exact split of ln2/N is in the tables)
+with mpmath.workprec(120):
+    _INV_STEP = float(_N_TABLE / mpmath.log(2))
+
+
 def _round_bits(value: mpmath.mpf, bits: int) -> float:
     """``value`` rounded to ``bits`` significant bits."""
     with mpmath.workprec(bits):
@@ -210,7 +208,7 @@ def _round_bits(value: mpmath.mpf, bits: int) -> float:
 
 
 with mpmath.workprec(240):
-    _INV_FACT = {n: dd_constant(mpmath.mpf(1) / mpmath.factorial(n)) for n in (3, 4, 5)}
+    _INV_FACT = {n: dd_constant(mpmath.mpf(1) / mpmath.factorial(n)) for n in (3, 4)}
     PI = dd_constant(+mpmath.pi)
     HALF_PI = dd_constant(mpmath.pi / 2)
 
@@ -221,7 +219,9 @@ with mpmath.workprec(240):
 def _reduce_exp(ah, al):
     """(k, table index, r) with a = k ln2 + (j/N) ln2 + r, |r| <= ln2/(2N) (Cody-Waite)."""
     _, _, _, _, leading, trailing_hi, trailing_lo = _exp_tables()
-    n = onp.rint(ah * (1.0 / leading))  # |n| < 2^19 after clipping: Veltkamp splits it as (n, 0)
+    # n = rint(a N / ln2): |r| <= (ln2 / 2N)(1 + 2^-30) (the rho of lem:dd-expm1); |n| < 2^22
+    # after clipping, so Veltkamp splits it as (n, 0)
+    n = onp.rint(ah * _INV_STEP)
     k = onp.floor((n + _N_TABLE // 2) / _N_TABLE)
     index = (n - k * _N_TABLE).astype(onp.int64) + _N_TABLE // 2
     reduced = ah - n * leading  # exact: n * leading has <= 53 bits and lies near ah
@@ -244,20 +244,46 @@ def _scale(hi, lo, k) -> Pair:
 
 
 def _expm1_reduced(rh, rl) -> Pair:
-    """exp(r) - 1 for |r| <= ln2/(2N) ~ 1.4e-3, accurate relative to the result: a degree-5
-    double-double Taylor polynomial; r^6/6! ... r^10/10! (below 1e-17 |r|) summed in float64."""
-    x = rh
-    tail = x * (1 / 720 + x * (1 / 5040 + x * (1 / 40320 + x * (1 / 362880 + x * (1 / 3628800)))))
-    r_parts = _split(rh)  # |r| is tiny: no overflow, and every product below is finite
-    qh, ql = add_double(*_INV_FACT[5], tail)  # 1/120 + r/720 + ...
-    for n in (4, 3):
-        qh, ql = _mul_split(r_parts, rh, rl, qh, ql)
-        qh, ql = add_ordered(*_INV_FACT[n], qh, ql)  # 1/n! + ... (|r q| < 1/(4 n!))
-    qh, ql = _mul_split(r_parts, rh, rl, qh, ql)
-    qh, ql = add_ordered(0.5, 0.0, qh, ql)  # 1/2 + ...
-    qh, ql = _mul_split(r_parts, rh, rl, qh, ql)
-    qh, ql = _mul_split(r_parts, rh, rl, qh, ql)  # r^2/2 + ...
-    return add_ordered(rh, rl, qh, ql)  # |r^2/2 + ...| < |r| / 1000
+    """exp(r) - 1 for |r| <= ln2/(2N) ~ 1.7e-4 (N = 2048), accurate relative to the result.
+
+    expm1(r) = r + r^2 Q with Q = 1/2 + r Q3, Q3 = 1/6 + r Q4, Q4 = 1/24 + r Q5 and Q5 =
+    1/120 + r/720 + r^2/5040 + r^3/40320 (the rest < 2^-61 Q5). Each Horner step adds a term
+    ~2^-12 of the constant before it, so the precision it needs drops by ~12 bits per level:
+    Q5 and the product r Q5 in float64 (Q4 needs ~2^-65 relative, r Q5 contributes 2^-15 of it),
+    r Q4 and r Q3 as exact TwoProducts of the hi parts plus float64 cross terms, and r^2 Q as a
+    double-double product (``theory/lem-dd-expm1.md``: relative error < 2^-103)."""
+    c3h, c3l = _INV_FACT[3]
+    c4h, c4l = _INV_FACT[4]
+    q5 = 1 / 120 + rh * (1 / 720 + rh * (1 / 5040 + rh * (1 / 40320)))
+    p = rh * q5
+    q4h = c4h + p  # |p| < 2^-12 c4: FastTwoSum
+    q4l = (p - (q4h - c4h)) + (c4l + rl * q5)
+    r1, r2 = _split(rh)
+    # Q3 = c3 + r Q4
+    p, e = _prod_split(r1, r2, rh, q4h)
+    q3h = c3h + p
+    q3l = (p - (q3h - c3h)) + (c3l + (e + (rh * q4l + rl * q4h)))
+    # Q = 1/2 + r Q3
+    p, e = _prod_split(r1, r2, rh, q3h)
+    qh = 0.5 + p
+    ql = (p - (qh - 0.5)) + (e + (rh * q3l + rl * q3h))
+    # r^2 = s + t (double-double)
+    s, t = _prod_split(r1, r2, rh, rh)
+    t = t + 2.0 * (rh * rl)
+    # r^2 Q
+    p, e = _prod_split(*_split(s), s, qh)
+    e = e + (s * ql + t * qh)
+    # r + r^2 Q, |r^2 Q| < 2^-12 |r|: FastTwoSum, then renormalise
+    hi = rh + p
+    lo = (p - (hi - rh)) + (rl + e)
+    return fast_two_sum(hi, lo)
+
+
+def _prod_split(a1, a2, a, b) -> Pair:
+    """p + e = a * b exactly, given a's Veltkamp split (a1, a2) (Dekker's product)."""
+    p = a * b
+    b1, b2 = _split(b)
+    return p, ((a1 * b1 - p) + a1 * b2 + a2 * b1) + a2 * b2
 
 
 def _clip_argument(ah, al, low: float, high: float) -> Pair:
@@ -286,7 +312,7 @@ def exp(ah, al) -> Pair:
         ch, cl = _clip_argument(ah, al, -746.0, 710.0)
         k, index, rh, rl = _reduce_exp(ch, cl)
         tables = _exp_tables()
-        ph, pl = tables[0][index], tables[1][index]
+        ph, pl = tables[0].take(index, mode="clip"), tables[1].take(index, mode="clip")
         eh, el = _expm1_reduced(rh, rl)
         th, tl = mul(ph, pl, eh, el)
         th, tl = add_ordered(ph, pl, th, tl)  # 2^(j/N) (1 + expm1(r)); |expm1(r)| < 1.4e-3
@@ -297,19 +323,23 @@ def exp(ah, al) -> Pair:
 def expm1(ah, al) -> Pair:
     """exp(a) - 1, accurate relative to the result near 0 (no cancellation for |a| < ln2/2)."""
     with onp.errstate(over="ignore", invalid="ignore"):
-        ch, cl = _clip_argument(ah, al, -746.0, 710.0)
-        k, index, rh, rl = _reduce_exp(ch, cl)
-        ph, pl, mh, ml = (table[index] for table in _exp_tables()[:4])
-        eh, el = _expm1_reduced(rh, rl)
-        th, tl = mul(ph, pl, eh, el)
-        # (2^(j/N) - 1) + 2^(j/N) expm1(r): |2^(j/N) - 1| >= 2.7e-3 |j| > |2^(j/N) expm1(r)|
-        small_h, small_l = add_ordered(mh, ml, th, tl)
-        big_h, big_l = add_ordered(ph, pl, th, tl)
-        big_h, big_l = add_double(*_scale(big_h, big_l, k), -1.0)
-        near = k == 0
-        hi = onp.where(near, small_h, big_h)
-        lo = onp.where(near, small_l, big_l)
+        hi, lo = _expm1_in_range(*_clip_argument(ah, al, -746.0, 710.0))
     return _special_exp_values(ah, hi, lo)
+
+
+def _expm1_in_range(ch, cl) -> Pair:
+    """expm1 for finite arguments in [-746, 710] (no clipping, no special values)."""
+    k, index, rh, rl = _reduce_exp(ch, cl)
+    ph, pl, mh, ml = (table.take(index, mode="clip") for table in _exp_tables()[:4])
+    eh, el = _expm1_reduced(rh, rl)
+    th, tl = two_prod(ph, eh)
+    th, tl = fast_two_sum(th, tl + (ph * el + pl * eh))  # 2^(j/N) expm1(r), finite
+    # (2^(j/N) - 1) + 2^(j/N) expm1(r): |2^(j/N) - 1| >= 3.38e-4 |j| >= 2 |2^(j/N) expm1(r)|
+    small_h, small_l = add_ordered(mh, ml, th, tl)
+    big_h, big_l = add_ordered(ph, pl, th, tl)
+    big_h, big_l = add_double(*_scale(big_h, big_l, k), -1.0)
+    near = k == 0
+    return onp.where(near, small_h, big_h), onp.where(near, small_l, big_l)
 
 
 def log1p(ah, al) -> Pair:
@@ -349,7 +379,8 @@ def tanh(ah, al) -> Pair:
     within 1e-304 beyond)."""
     sign = onp.where(ah < 0, -1.0, 1.0)
     bh, bl = _clip_argument(2 * sign * ah, 2 * sign * al, 0.0, 700.0)
-    eh, el = expm1(bh, bl)
+    with onp.errstate(over="ignore", invalid="ignore"):
+        eh, el = _expm1_in_range(bh, bl)
     dh, dl = add_double(eh, el, 2.0)
     hi, lo = div(eh, el, dh, dl)
     if onp.isnan(ah).any():
@@ -447,19 +478,17 @@ def elu(ah, al) -> Pair:
 def sum_along(ah, al, axis: int) -> Pair:
     """Sum along ``axis`` by a pairwise tree of TwoSums; all rounding errors (and the lo
     parts) are collected and added in float64 at the end (error ~ (log2 n) u^2 sum |a|)."""
-    ah = onp.moveaxis(ah, axis, -1)
-    al = onp.moveaxis(al, axis, -1)
-    errors = onp.sum(al, axis=-1)
-    while ah.shape[-1] > 1:
-        if ah.shape[-1] % 2:
-            pad = onp.zeros((*ah.shape[:-1], 1))
-            ah = onp.concatenate([ah, pad], axis=-1)
-        s, e = two_sum(ah[..., 0::2], ah[..., 1::2])
-        errors = errors + onp.sum(e, axis=-1)
-        ah = s
-    if ah.shape[-1] == 0:
-        return onp.zeros(ah.shape[:-1]), onp.zeros(ah.shape[:-1])
-    s = ah[..., 0]
+    ah = onp.ascontiguousarray(onp.moveaxis(ah, axis, 0))  # halves: contiguous blocks
+    al = onp.moveaxis(al, axis, 0)
+    errors = onp.sum(al, axis=0)
+    while ah.shape[0] > 1:
+        half = ah.shape[0] // 2
+        s, e = two_sum(ah[:half], ah[half:2 * half])
+        errors = errors + onp.sum(e, axis=0)
+        ah = onp.concatenate([s, ah[2 * half:]]) if ah.shape[0] % 2 else s
+    if ah.shape[0] == 0:
+        return onp.zeros(ah.shape[1:]), onp.zeros(ah.shape[1:])
+    s = ah[0]
     hi, lo = two_sum(s, errors)
     return _finish(hi, lo, lambda: s)
 
@@ -487,12 +516,15 @@ def dot(ah, al, bh, bl) -> Pair:
         if cutoff is not None:  # exact slice products in BLAS instead of an (n, k, m) array
             hi, lo = dd_gemm.sliced_dot(rows_h, rows_l, bh, bl, cutoff)
             return hi.reshape(*lead, -1), lo.reshape(*lead, -1)
-    ah_e, al_e = ah[..., :, None], al[..., :, None]
+    # products laid out as (k, ..., m): the TwoSum tree then halves contiguous blocks
+    ah_e = onp.moveaxis(ah, -1, 0)[..., None]
+    al_e = onp.moveaxis(al, -1, 0)[..., None]
+    b_shape = (bh.shape[0],) + (1,) * (ah.ndim - 1) + (bh.shape[1],)
+    bh, bl = bh.reshape(b_shape), bl.reshape(b_shape)
     p = ah_e * bh
-    a1, a2 = _split(ah)
+    a1, a2 = _split(ah_e)
     b1, b2 = _split(bh)
-    a1, a2 = a1[..., :, None], a2[..., :, None]
     e = ((a1 * b1 - p) + a1 * b2 + a2 * b1) + a2 * b2
     e = e + (ah_e * bl + al_e * bh)
-    hi, lo = sum_along(p, e, axis=-2)
+    hi, lo = sum_along(p, e, axis=0)
     return (hi[..., 0], lo[..., 0]) if vector else (hi, lo)
