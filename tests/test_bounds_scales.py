@@ -22,7 +22,8 @@ def _g_and_derivative(scale: lipflow.blocks.Scale, s: mpmath.mpf) -> tuple[mpmat
         return v + scale.bias, v * (1 - v)
     if isinstance(scale, lipflow.Bounded):
         v = sig(s + scale.shift)
-        return scale.low + (scale.high - scale.low) * v, (scale.high - scale.low) * v * (1 - v)
+        width = mpmath.mpf(scale.high) - mpmath.mpf(scale.low)  # exact: float64 subtraction would round it
+        return scale.low + width * v, width * v * (1 - v)
     if isinstance(scale, lipflow.Exp):
         return mpmath.exp(s), mpmath.exp(s)
     k = mpmath.mpf(scale.clamp)
