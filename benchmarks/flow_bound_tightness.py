@@ -17,9 +17,9 @@ per-layer composition (``lem:composition``, method="composition"):
   this process, one BLAS thread: provisional, noisy on a shared machine).
 
 ``--soundness N`` instead draws N random cases (depth 1..10, boxes of half-width 1e-6..0.5, both
-directions; the mean-value bound on one piece) and counts unsound bounds: a sampled-and-optimised lower bound above the upper one
-(beyond 1e-12 relative). It prints how many cases were decided (a finite upper bound) and how
-many had none. Every number is labelled bound (proven), estimate (sampled) or ratio.
+directions; the mean-value bound on one piece) and counts unsound bounds: a sampled-and-optimised
+lower bound above the upper one (beyond 1e-12 relative). It prints how many cases were decided
+(a finite upper bound) and how many had none. Every number is labelled bound (proven), estimate (sampled) or ratio.
 
 Run: nice -n 10 python benchmarks/flow_bound_tightness.py [--flows 4] [--depths 2 8 20 50]
      nice -n 10 python benchmarks/flow_bound_tightness.py --soundness 10000

@@ -4,7 +4,7 @@ mean-value boxes that do not wrap (theory ``lem:mean-value-flow``).
 For F = F_K o ... o F_1 on a box X_0 with centre c and half-widths r:
 
 * the Jacobian of the composition over the box is enclosed by the ball-matrix product
-  P_k = [J_k](X_{k-1}) ... [J_1](X_0) (``arb`` balls, python-flint), each factor enclosed over a
+  ``P_k = J_k(X_{k-1}) ... J_1(X_0)`` (``arb`` balls, python-flint), each factor enclosed over a
   box X_{k-1} containing F_{k-1} o ... o F_1(X_0);
 * those boxes come from the mean-value theorem on the composition, not from layer-by-layer
   interval images: X_k = ball(F_k o ... o F_1(c)) + |P_k| r, intersected with the one-layer
@@ -14,7 +14,7 @@ For F = F_K o ... o F_1 on a box X_0 with centre c and half-widths r:
   geometric mean of the radius's 1- and inf-norms).
 
 The inverse is the same recursion through F_K^-1, ..., F_1^-1 on an output box, each inverse
-factor [J_k^-1] enclosed over a box of the block's *input* side (couplings: the block-triangular
+factor ``J_k^-1`` enclosed over a box of the block's *input* side (couplings: the block-triangular
 inverse; linear layers and residual blocks: arb's rigorous inverse of the ball matrix).
 Boxes are split into ``splits`` pieces (bisecting the widest side) for tighter enclosures.
 
