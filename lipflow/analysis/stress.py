@@ -18,7 +18,7 @@ from autograd import grad
 from lipflow.blocks.flow import Flow
 from lipflow.precision import precision
 
-__all__ = ["NOISE_KINDS", "attack_inputs", "noise_inputs", "stress_inputs"]
+__all__ = ["NOISE_KINDS", "attack_inputs", "noise_inputs", "simulated_rounding_error", "stress_inputs"]
 
 NOISE_KINDS = ("uniform", "gaussian", "rademacher")
 
@@ -33,7 +33,11 @@ def noise_inputs(x: onp.ndarray, kind: str, n: int, rng: onp.random.Generator) -
     return centre + spread * unit
 
 
-def _surrogate(flow: Flow, prepared: list[Any], x: Any, signs: onp.ndarray, u: float) -> Any:
+def simulated_rounding_error(flow: Flow, prepared: list[Any], x: Any, signs: onp.ndarray,
+                             u: float = 2.0**-24) -> Any:
+    """Per-sample ||G_eps(F(x)) - x||_2 at float64, G_eps the inverse with each block's input
+    scaled by (1 + u eps_k); ``signs`` has shape (blocks, n, d). Differentiable in x (a 1e-300
+    floor under the square root keeps the gradient finite at an exact round trip)."""
     ctx = precision("float64")
     h = flow._forward(prepared, x, ctx)
     for k in reversed(range(len(flow.blocks))):
@@ -48,7 +52,7 @@ def attack_inputs(flow: Flow, params: Any, x: onp.ndarray, radius: float, rng: o
     """Points within |x' - x|_inf <= radius that ascend the reconstruction-error surrogate."""
     prepared = precision("float64").cast(flow._prepare(params))
     signs = rng.choice([-1.0, 1.0], size=(len(flow.blocks), *x.shape))
-    gradient = grad(lambda z: anp.sum(anp.log(_surrogate(flow, prepared, z, signs, u))))
+    gradient = grad(lambda z: anp.sum(anp.log(simulated_rounding_error(flow, prepared, z, signs, u))))
     current = x + rng.uniform(-radius, radius, x.shape)
     step = radius / 4
     for _ in range(steps):

@@ -26,6 +26,7 @@ import autograd.numpy as anp
 import numpy as onp
 from autograd import grad
 
+from lipflow.analysis.stress import simulated_rounding_error
 from lipflow.blocks import Flow
 from lipflow.errors import LipflowError
 from lipflow.experiments.backend import Backend, backend_from_args
@@ -55,20 +56,7 @@ __all__ = ["DESCRIPTION", "FULL", "add_arguments", "attack_images", "plot_attack
            "simulated_rounding_error"]
 
 DESCRIPTION = "Appendix E: invertibility attack inside the dequantisation box against affine and residual flows"
-FLOAT32_UNIT_ROUNDOFF = 2.0**-24
 COLOURS = {"affine": "tab:red", "additive": "tab:blue", "residual": "tab:green"}
-
-
-def simulated_rounding_error(flow: Flow, prepared: list[Any], x: Any, signs: onp.ndarray) -> Any:
-    """Per-sample ||G_eps(F(x)) - x||_2 at float64, G_eps the inverse with each block's input
-    scaled by (1 + u eps_k); ``signs`` has shape (blocks, n, d). Differentiable in x."""
-    ctx = precision("float64")
-    h = flow._forward(prepared, x, ctx)
-    for k in reversed(range(len(flow.blocks))):
-        h = h * (1.0 + FLOAT32_UNIT_ROUNDOFF * signs[k])
-        h = flow.blocks[k]._inverse(prepared[k], h, ctx)
-    difference = h - x
-    return anp.sqrt(anp.sum(difference * difference, axis=1))
 
 
 def attack_images(flow: Flow, params: Any, x: onp.ndarray, radius: float, steps: int, step_size: float,
