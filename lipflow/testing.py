@@ -22,7 +22,8 @@ its inverse is 1-Lipschitz:
     ...         x = x - (f(x) - y) / (1 + x.dtype.type(0.5) * (1 - np.tanh(x) ** 2))
     ...     return x
     >>> assert_error_bound(f, np.linspace(-3, 3, 8, dtype=np.float32).reshape(4, 2),
-    ...                    inverse=f_inv, lipschitz_inverse=1.0)
+    ...                    inverse=f_inv, lipschitz_inverse=1.0)  # samples checked
+    4
 """
 
 from __future__ import annotations
@@ -224,7 +225,7 @@ def assert_error_bound(model: Any, x: Any, *, params: Params = None, inverse: Ca
                        ctx: Precision | str | None = None,
                        lipschitz_inverse: float | Callable[[onp.ndarray, onp.ndarray], float] | None = None,
                        allow_nonfinite: bool = True, allow_undecided: bool = False,
-                       allow_unproven: bool = False) -> None:
+                       allow_unproven: bool = False) -> int | None:
     """Assert the reconstruction bound ||x - x_delta2|| <= Lip(F^-1) ||delta|| + ||delta2||
     (paper Section 2) for every row of ``x``, with delta and delta2 measured against a stable
     reference (:mod:`lipflow.analysis.reference`).
@@ -235,6 +236,10 @@ def assert_error_bound(model: Any, x: Any, *, params: Params = None, inverse: Ca
     the bound vacuous (delta or delta2 is infinite); they fail only with ``allow_nonfinite=False``.
     Samples whose reference does not stabilise fail unless ``allow_undecided``. A checked sample
     without a finite proven Lip(F^-1) checks nothing: it fails unless ``allow_unproven``.
+
+    Returns the number of samples the bound was actually checked on (finite, decided and with a
+    finite proven Lip(F^-1)), so a caller that allows the other kinds can count what was proven;
+    None for torch models (:func:`lipflow.interop.torch_testing.assert_error_bound`).
     """
     if _torch_case(model, x):
         from lipflow.interop import torch_testing
@@ -293,6 +298,7 @@ def assert_error_bound(model: Any, x: Any, *, params: Params = None, inverse: Ca
             f"||x - x_delta2||={data['error'][i]:.6g}, ratio={data['error'][i] / data['bound'][i]:.6g}; "
             f"reference {data['reference']}"
         )
+    return int(onp.sum(finite & stable & ~unproven))
 
 
 def assert_logdet(model: Any, x: Any, *, params: Params = None, logdet: Callable | None = None,
