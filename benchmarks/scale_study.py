@@ -356,8 +356,8 @@ METRICS = {"checkerboard": (["inside_max", "outside_max", "outside_n_inf", "test
                     "noise_max_finite", "test_bpd", "cpu_seconds"], "noise_pct_inf"),
            "classifier": (["test_acc", "recon_max", "recon_pct_inf", "cond_max", "sv_min", "angle_nan",
                            "cpu_seconds"], "cond_max"),
-           "regression2d": (["test_mse", "mean_error_f32", "max_error_f32", "worst_cond", "min_sigma_min",
-                             "cpu_seconds"], "worst_cond")}
+           "regression2d": (["test_mse", "mean_error_f32", "max_error_f32", "median_cond", "worst_cond",
+                             "min_sigma_min", "cpu_seconds"], "worst_cond")}
 
 
 def _size(key: tuple[str, ...]) -> str:
