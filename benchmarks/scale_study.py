@@ -157,6 +157,8 @@ def attack_runs(depth: int, steps: int, hidden: tuple[int, ...], lr: float, seed
 
 OOD_GRID = [
     (4, 300, (64,), 1e-3),
+    (4, 300, (128,), 1e-3),
+    (8, 300, (64,), 1e-3),
     (8, 300, (128,), 1e-3),
     (4, 1000, (64,), 1e-3),
     (8, 1000, (128,), 1e-3),
