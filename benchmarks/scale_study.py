@@ -11,7 +11,11 @@ wall and CPU seconds (user + system, this process). Run it at one BLAS/torch thr
 
 Studies: ``checkerboard`` (affine (0,1) out-of-box error vs depth x steps x lr), ``remedies``
 (sigmoid-Glow sampling failures near z = 0 vs steps x lr), ``attack`` (rise of the float32 error
-inside the dequantisation box, 16 test digits, 100 attack steps). Seeds 0, 1, 2 unless ``--seeds``.
+inside the dequantisation box, 16 test digits, 100 attack steps), ``ood`` (% non-finite float32
+round trips on 3 x 500 noise images vs depth x width x steps), ``classifier`` (Table 2: the
+unregularised affine INN classifier against FD/NF at coefficient 1e-2 vs steps x lr; models named
+``architecture/regulariser [coefficient]``), ``regression2d`` (the NF coefficient, models
+``none`` or ``nf COEFF``, vs steps x lr; width fixed at 10x10). Seeds 0, 1, 2 unless ``--seeds``.
 """
 
 from __future__ import annotations
@@ -151,10 +155,124 @@ def attack_runs(depth: int, steps: int, hidden: tuple[int, ...], lr: float, seed
     return rows
 
 
+OOD_GRID = [
+    (4, 300, (64,), 1e-3),
+    (4, 300, (128,), 1e-3),
+    (8, 300, (64,), 1e-3),
+    (8, 300, (128,), 1e-3),
+    (4, 1000, (64,), 1e-3),
+    (8, 1000, (128,), 1e-3),
+]
+
+
+def ood_runs(depth: int, steps: int, hidden: tuple[int, ...], lr: float, seed: int, models: tuple[str, ...],
+             backend: Any) -> list[dict[str, Any]]:
+    """Float32 round trips of the test digits and 500 images per noise set, the models trained in
+    one ``run_ood`` call as ``lipflow reproduce ood --seed SEED`` does (model k gets seed + k)."""
+    from lipflow.experiments.digit_flows import DigitFlowConfig
+    from lipflow.experiments.ood import run_ood
+
+    config = DigitFlowConfig(depth=depth, steps=steps, hidden=hidden, lr=lr)
+    start_cpu, start_wall = cpu_seconds(), time.perf_counter()
+    result = run_ood(config, models, 500, 0.5, ("float32",), seed=seed, progress=False, backend=backend)
+    cpu, wall = cpu_seconds() - start_cpu, time.perf_counter() - start_wall
+    rows = []
+    for model in models:
+        by_input = {r["input"]: r for r in result["rows"] if r["model"] == model}
+        noise = [by_input[k] for k in ("uniform", "gaussian", "rademacher")]
+        row = {"model": model, "depth": depth, "steps": steps, "hidden": "x".join(map(str, hidden)), "lr": lr,
+               "seed": seed, "backend": backend.name,
+               "test_max": by_input["digits (test)"]["max"], "test_pct_inf": by_input["digits (test)"]["pct_inf"]}
+        for r in noise:
+            row[f"{r['input']}_pct_inf"] = r["pct_inf"]
+        row["noise_pct_inf"] = 100.0 * sum(r["n_inf"] for r in noise) / sum(r["n"] for r in noise)
+        row["noise_max_finite"] = max(r["max"] for r in noise)
+        row["test_bpd"] = by_input["digits (test)"]["test_bpd"]
+        row["train_seconds"] = by_input["digits (test)"]["train_seconds"]
+        row["cpu_seconds"], row["wall_seconds"] = cpu / len(models), wall / len(models)
+        rows.append(row)
+    return rows
+
+
+CLASSIFIER_GRID = [
+    (8, 150, (64,), 1e-2),
+    (8, 300, (64,), 3e-3),
+    (8, 300, (64,), 1e-2),
+]
+
+
+def _coefficient(model: str) -> tuple[str, str, float | None]:
+    """'affine/fd 0.01' -> ('affine', 'fd', 0.01); no coefficient -> None."""
+    architecture, rest = model.split("/")
+    regulariser, _, coeff = rest.partition(" ")
+    return architecture, regulariser, float(coeff) if coeff else None
+
+
+def classifier_runs(depth: int, steps: int, hidden: tuple[int, ...], lr: float, seed: int, models: tuple[str, ...],
+                    backend: Any) -> list[dict[str, Any]]:
+    """One INN classifier per model 'architecture/regulariser coefficient' (``lipflow reproduce
+    classifier``: same data split, initialisation and batches for every model of a seed)."""
+    from lipflow.experiments.classifier import ClassifierConfig, train_and_measure
+    from lipflow.experiments.data import load_digits
+
+    data = load_digits(seed=seed)
+    rows = []
+    for model in models:
+        architecture, regulariser, coeff = _coefficient(model)
+        config = ClassifierConfig(depth=depth, steps=steps, hidden=hidden, lr=lr)
+        if coeff is not None:
+            config = ClassifierConfig(depth=depth, steps=steps, hidden=hidden, lr=lr, fd_coeff=coeff, nf_coeff=coeff)
+        start_cpu, start_wall = cpu_seconds(), time.perf_counter()
+        row, _ = train_and_measure(architecture, regulariser, data, config, seed=seed, progress=False)
+        rows.append({"model": model, "depth": depth, "steps": steps, "hidden": "x".join(map(str, hidden)), "lr": lr,
+                     "seed": seed, "backend": backend.name,
+                     **{k: row[k] for k in ("test_acc", "recon_max", "recon_pct_inf", "cond_median", "cond_max",
+                                            "sv_min", "spectrum_nonfinite", "angle_max_deg", "angle_nan",
+                                            "skipped_steps")},
+                     "cpu_seconds": cpu_seconds() - start_cpu, "wall_seconds": time.perf_counter() - start_wall})
+    return rows
+
+
+REGRESSION_GRID = [
+    (4, 300, (10, 10), 1e-2),
+    (4, 1000, (10, 10), 1e-3),
+    (4, 3000, (10, 10), 1e-3),
+]
+
+
+def regression_runs(depth: int, steps: int, hidden: tuple[int, ...], lr: float, seed: int, models: tuple[str, ...],
+                    backend: Any) -> list[dict[str, Any]]:
+    """The 2D regression (``lipflow reproduce regression2d``), model 'none' or 'nf COEFF'; the
+    monitor runs only at the end (final numbers on 500 test points are the same as the CLI's)."""
+    from lipflow.experiments.regression2d import RegressionConfig, run_regression
+
+    if hidden != (10, 10):
+        raise SystemExit("regression2d: the conditioners are fixed 1-10-10-1 MLPs; use hidden 10x10")
+    rows = []
+    for model in models:
+        name, _, coeff = model.partition(" ")
+        config = RegressionConfig(flow_steps=depth, steps=steps, lr=lr, models=(name,), monitor_every=steps,
+                                  **({"nf_coeff": float(coeff)} if coeff else {}))
+        start_cpu, start_wall = cpu_seconds(), time.perf_counter()
+        result = run_regression(config, seed=seed, progress=False)
+        row = result["rows"][0]
+        rows.append({"model": model, "depth": depth, "steps": steps, "hidden": "10x10", "lr": lr, "seed": seed,
+                     "backend": backend.name,
+                     **{k: row[k] for k in ("test_mse", "mean_error_f32", "max_error_f32", "pct_inf_f32",
+                                            "median_cond", "worst_cond", "n_cond_nonfinite", "min_sigma_min",
+                                            "skipped_steps")},
+                     "cpu_seconds": cpu_seconds() - start_cpu, "wall_seconds": time.perf_counter() - start_wall})
+    return rows
+
+
 STUDIES = {"checkerboard": (CHECKERBOARD_GRID, checkerboard_runs, ("affine", "modified", "residual")),
            "remedies": (REMEDIES_GRID, remedies_runs,
                         ("sigmoid (0,1)", "biased sigmoid (0.1,1.1)", "bounded (0.5,1)", "additive")),
-           "attack": (ATTACK_GRID, attack_runs, ("affine", "residual"))}
+           "attack": (ATTACK_GRID, attack_runs, ("affine", "residual")),
+           "ood": (OOD_GRID, ood_runs, ("affine", "additive", "residual")),
+           "classifier": (CLASSIFIER_GRID, classifier_runs,
+                          ("affine/none", "affine/fd 0.01", "affine/nf 0.01", "additive/none")),
+           "regression2d": (REGRESSION_GRID, regression_runs, ("none", "nf 1e-06", "nf 0.0001", "nf 0.01"))}
 
 
 def run_study(name: str, out: Path, seeds: list[int], models: tuple[str, ...], backend_name: str,
@@ -235,7 +353,13 @@ METRICS = {"checkerboard": (["inside_max", "outside_max", "outside_n_inf", "test
            "remedies": (["pct_nonfinite_near0", "max_z_error_near0", "max_z_error_r1", "min_scale_g",
                          "max_abs_sample", "test_bits_per_dim", "cpu_seconds"], "min_scale_g"),
            "attack": (["clean_median", "worst_median", "worst_max", "worst_n_inf", "rise_median", "test_bpd",
-                       "cpu_seconds"], "rise_median")}
+                       "cpu_seconds"], "rise_median"),
+           "ood": (["test_max", "uniform_pct_inf", "gaussian_pct_inf", "rademacher_pct_inf", "noise_pct_inf",
+                    "noise_max_finite", "test_bpd", "cpu_seconds"], "noise_pct_inf"),
+           "classifier": (["test_acc", "recon_max", "recon_pct_inf", "cond_max", "sv_min", "angle_nan",
+                           "cpu_seconds"], "cond_max"),
+           "regression2d": (["test_mse", "mean_error_f32", "max_error_f32", "median_cond", "worst_cond",
+                             "min_sigma_min", "cpu_seconds"], "worst_cond")}
 
 
 def _size(key: tuple[str, ...]) -> str:
@@ -292,7 +416,7 @@ def plot_study(study: str, rows: list[dict[str, str]], path: Path) -> None:
             bad = len(values) - len(finite)
             if bad:
                 axis.annotate(f"{bad} inf", (position + offset, max(finite, default=1.0)), fontsize=7)
-    axis.set_yscale("log")
+    axis.set_yscale("linear" if "pct" in metric else "log")  # a share of 0 % must show
     axis.set_xticks(range(len(sizes)), [_size(("", *s)) for s in sizes], rotation=20, fontsize=8)
     axis.set_ylabel(f"{metric} (dots: seeds; bar: range; tick: median)")
     axis.legend(fontsize=8)

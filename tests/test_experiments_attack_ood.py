@@ -55,6 +55,19 @@ def test_ood_counts_every_input(tmp_path):
         assert 0 <= int(row["n_inf"]) <= int(row["n"])
 
 
+def test_ood_quick_is_the_smoke_size_and_excludes_full(tmp_path, capsys):
+    from lipflow.experiments.ood import DEFAULT, QUICK
+
+    assert QUICK.steps < DEFAULT.steps and QUICK.depth <= DEFAULT.depth
+    out = tmp_path / "ood"
+    assert main(["reproduce", "ood", "--quick", "--out", str(out), "--no-progress", "--models", "affine"]) == 0
+    with open(out / "ood.csv") as stream:
+        rows = list(csv.DictReader(stream))
+    assert {int(r["n"]) for r in rows if r["input"] != "digits (test)"} == {20}
+    assert main(["reproduce", "ood", "--quick", "--full", "--no-progress"]) == 2
+    assert "--quick" in capsys.readouterr().err
+
+
 def test_attack_stays_in_the_box_and_never_lowers_the_worst_error(tmp_path):
     from lipflow.experiments.attack import run_attack
 

@@ -37,6 +37,17 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(stream))
 
 
+def test_quick_is_a_smoke_size_and_excludes_full(tmp_path, capsys):
+    from lipflow.experiments.classifier import DEFAULT, QUICK
+
+    assert QUICK.steps < DEFAULT.steps
+    assert main(["reproduce", "classifier", "--quick", "--out", str(tmp_path), "--no-progress",
+                 "--architectures", "additive", "--regularisers", "none"]) == 0
+    assert [r["regulariser"] for r in _rows(tmp_path / "classifier.csv")] == ["none"]
+    assert main(["reproduce", "classifier", "--quick", "--full", "--no-progress"]) == 2
+    assert "--quick" in capsys.readouterr().err
+
+
 def test_reproduce_writes_tables_and_figure(tmp_path, capsys):
     out = tmp_path / "clf"
     assert main(["reproduce", "classifier", "--out", str(out), "--no-progress", *TINY]) == 0

@@ -40,3 +40,22 @@ def test_study_appends_resumes_and_reports(tmp_path, capsys):
     report = capsys.readouterr().out
     assert "| affine | 1 x 4, 2 steps, lr 0.001 | 2 |" in report
     assert (tmp_path / "s.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(("name", "grid", "models"), [
+    ("ood", "1:2:4:0.001", ["affine", "residual"]),
+    ("classifier", "2:2:4:0.01", ["affine/none", "affine/nf 0.01"]),
+    ("regression2d", "1:2:10x10:0.01", ["none", "nf 1e-06"]),
+])
+def test_new_studies_record_every_model_and_report(name, grid, models, tmp_path, capsys):
+    study = _load()
+    out = tmp_path / "study.csv"
+    assert study.main([name, "--out", str(out), "--seeds", "0", "--grid", grid, "--models", *models]) == 0
+    rows = _rows(out)
+    assert [r["model"] for r in rows] == models
+    metric = study.METRICS[name][1]
+    assert all(r[metric] != "" for r in rows)
+    capsys.readouterr()
+    assert study.main([name, "--out", str(out), "--report", "--plot", str(tmp_path / "s.png")]) == 0
+    assert f"| {models[0]} |" in capsys.readouterr().out
+    assert (tmp_path / "s.png").stat().st_size > 0

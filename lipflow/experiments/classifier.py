@@ -47,8 +47,10 @@ from lipflow.precision import precision
 from lipflow.train import AdamConfig, FDRegulariser, NFRegulariser, fit
 
 __all__ = [
+    "DEFAULT",
     "DESCRIPTION",
     "FULL",
+    "QUICK",
     "REGULARISERS",
     "ClassifierConfig",
     "add_arguments",
@@ -89,6 +91,12 @@ class ClassifierConfig:
 
 #: a larger set-up for long runs (not the paper's CIFAR-10 Glow; the data set is 8x8 digits)
 FULL = ClassifierConfig(depth=32, hidden=(128, 128), steps=20_000, batch=128, probe_every=200, spectrum_points=449)
+#: the default of ``lipflow reproduce classifier``, from the scale study (docs/experiments/classifier.md):
+#: at lr 1e-2 the unregularised affine model loses invertibility in every seed; the regularisers at
+#: 1e-2 (at the authors' 1e-4 the FD-regularised training breaks at this learning rate)
+DEFAULT = ClassifierConfig(steps=150, lr=1e-2, fd_coeff=1e-2, nf_coeff=1e-2)
+#: ``--quick``: a smoke size for tests (seconds; shows nothing)
+QUICK = ClassifierConfig(depth=2, hidden=(8,), steps=4, batch=16, probe_every=2, probe_size=16, spectrum_points=5)
 
 
 def _objective(model: ClassifierModel, regulariser: str, config: ClassifierConfig) -> Any:
@@ -276,23 +284,29 @@ def plot_classifier(results: dict[str, Any]) -> Any:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser, "classifier")
-    parser.add_argument("--steps", type=positive_int, help="Adam steps per model (default 300; --full: 20000)")
-    parser.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3; 1e-2 makes affine unstable)")
+    parser.add_argument("--steps", type=positive_int,
+                        help=f"Adam steps per model (default {DEFAULT.steps}; --full: 20000)")
+    parser.add_argument("--lr", type=float, help=f"Adam learning rate (default {DEFAULT.lr:g}; --full: 1e-3)")
+    parser.add_argument("--quick", action="store_true", help="a smoke size (2 blocks, width 8, 4 Adam steps)")
     parser.add_argument("--depth", type=positive_int, help="coupling blocks (default 8; --full: 32)")
     parser.add_argument("--hidden", type=positive_int, nargs="+", help="conditioner hidden widths (default 64)")
     parser.add_argument("--batch", type=positive_int, help="batch size (default 64; --full: 128)")
     parser.add_argument("--head-dims", type=positive_int, help="coordinates of z the linear head reads (default 64)")
     parser.add_argument("--probe-every", type=positive_int, help="steps between gradient-angle probes (default 25)")
     parser.add_argument("--spectrum-points", type=positive_int, help="test points for the Jacobian SVD (default 100)")
-    parser.add_argument("--fd-coeff", type=float, help="FD coefficient, both directions (default 1e-4)")
+    parser.add_argument("--fd-coeff", type=float,
+                        help=f"FD coefficient, both directions (default {DEFAULT.fd_coeff:g}; --full: 1e-4)")
     parser.add_argument("--fd-every", type=positive_int, help="apply the FD penalty every k steps (default 1)")
-    parser.add_argument("--nf-coeff", type=float, help="NF regulariser coefficient (default 1e-4)")
+    parser.add_argument("--nf-coeff", type=float,
+                        help=f"NF regulariser coefficient (default {DEFAULT.nf_coeff:g}; --full: 1e-4)")
     parser.add_argument("--architectures", nargs="+", choices=ARCHITECTURES, help="default: both")
     parser.add_argument("--regularisers", nargs="+", choices=REGULARISERS, help="default: none fd nf")
 
 
 def config_from_args(args: argparse.Namespace) -> ClassifierConfig:
-    config = FULL if args.full else ClassifierConfig()
+    if args.full and args.quick:
+        raise LipflowError("--full and --quick exclude each other; pick one")
+    config = FULL if args.full else QUICK if args.quick else DEFAULT
     names = ("steps", "lr", "depth", "batch", "head_dims", "probe_every", "spectrum_points", "fd_coeff",
              "fd_every", "nf_coeff")
     changes: dict[str, Any] = {key: getattr(args, key) for key in names if getattr(args, key) is not None}

@@ -62,20 +62,33 @@ class DigitFlowConfig:
 FULL = DigitFlowConfig(depth=16, hidden=(256, 256), steps=5000, batch=256)
 
 
-def add_digit_flow_arguments(parser: argparse.ArgumentParser, default_models: str) -> None:
-    """The flags that size and train the digit flows, shared by ``attack`` and ``ood``."""
-    parser.add_argument("--depth", type=positive_int, help="flow steps per model (default 4; --full: 16)")
-    parser.add_argument("--steps", type=positive_int, help="Adam steps per model (default 300; --full: 5000)")
-    parser.add_argument("--batch", type=positive_int, help="batch size (default 128; --full: 256)")
-    parser.add_argument("--hidden", type=positive_int, nargs="+", help="hidden widths (default 64; --full: 256 256)")
-    parser.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
+def add_digit_flow_arguments(parser: argparse.ArgumentParser, default_models: str,
+                             defaults: DigitFlowConfig | None = None) -> None:
+    """The flags that size and train the digit flows, shared by ``attack`` and ``ood``
+    (``defaults``: the experiment's own default sizes, named in the help)."""
+    d = defaults or DigitFlowConfig()
+    parser.add_argument("--depth", type=positive_int, help=f"flow steps per model (default {d.depth}; --full: 16)")
+    parser.add_argument("--steps", type=positive_int, help=f"Adam steps per model (default {d.steps}; --full: 5000)")
+    parser.add_argument("--batch", type=positive_int, help=f"batch size (default {d.batch}; --full: 256)")
+    parser.add_argument("--hidden", type=positive_int, nargs="+",
+                        help=f"hidden widths (default {' '.join(map(str, d.hidden))}; --full: 256 256)")
+    parser.add_argument("--lr", type=float, help=f"Adam learning rate (default {d.lr:g})")
     parser.add_argument("--models", nargs="+", choices=DIGIT_MODELS, help=f"which flows (default: {default_models})")
     add_backend_arguments(parser)
 
 
-def digit_flow_config(args: argparse.Namespace) -> DigitFlowConfig:
-    """The :class:`DigitFlowConfig` of the flags of :func:`add_digit_flow_arguments` (and ``--full``)."""
-    config = FULL if args.full else DigitFlowConfig()
+def digit_flow_config(args: argparse.Namespace, defaults: DigitFlowConfig | None = None,
+                      quick: DigitFlowConfig | None = None) -> DigitFlowConfig:
+    """The :class:`DigitFlowConfig` of the flags of :func:`add_digit_flow_arguments` (and ``--full``,
+    or ``--quick`` when the experiment has a ``quick`` size), starting from ``defaults``."""
+    if args.full and getattr(args, "quick", False):
+        raise LipflowError("--full and --quick exclude each other; pick one")
+    if args.full:
+        config = FULL
+    elif quick is not None and getattr(args, "quick", False):
+        config = quick
+    else:
+        config = defaults or DigitFlowConfig()
     changes = {key: getattr(args, key) for key in ("depth", "steps", "batch") if getattr(args, key)}
     if args.hidden:
         changes["hidden"] = tuple(args.hidden)
