@@ -20,10 +20,10 @@ samples = 4
 
 [axes]
 block = ["affine"]
-precision = ["float16", "float32"]
+precision = ["float16", "bfloat16", "float32", "float64"]
 depth = "1:16"
 """
-TOTAL = 32
+TOTAL = 64  # enough cells after the last kill point that a loaded machine still kills mid-run
 
 
 @pytest.fixture(scope="module")
