@@ -108,6 +108,17 @@ def best_cpu(run: Callable[[], object], repeats: int = MIN_REPEATS) -> float:
     return best
 
 
+def best_wall(run: Callable[[], object], repeats: int) -> float:
+    """Best wall-clock time of ``run`` over ``repeats`` calls (for GPU work synchronised inside
+    ``run``, and for scripts that report wall time)."""
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def per_element(seconds: float, elements: int) -> str:
     """CPU microseconds per element (point), for the tables."""
     return f"{seconds / max(elements, 1) * 1e6:9.2f}"

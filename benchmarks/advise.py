@@ -14,8 +14,10 @@ decisions). Run: python benchmarks/advise.py [--points 4096] [--depths 8 32 100]
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -23,6 +25,9 @@ import lipflow as lf
 from lipflow.analysis.advisor import advise
 from lipflow.blocks.plan import Plan, run_forward, run_inverse
 from lipflow.bounds.rounding_flow import plan_error_bound
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import best_wall
 
 
 def build_flow(depth: int, dim: int = 8, hidden: int = 64) -> lf.Flow:
@@ -34,19 +39,12 @@ def build_flow(depth: int, dim: int = 8, hidden: int = 64) -> lf.Flow:
     return lf.Flow(blocks)
 
 
-def best_time(function, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def numpy_times(flow, params, x, plans, repeats):
     out = {}
     for name, plan in plans.items():
-        out[name] = best_time(lambda plan=plan: run_inverse(flow, params, run_forward(flow, params, x, plan), plan),
+        out[name] = best_wall(lambda plan=plan: run_inverse(flow, params, run_forward(flow, params, x, plan), plan),
                               repeats)
     return out
 
@@ -71,7 +69,7 @@ def torch_times(flow, params, x, plans, repeats):
             torch.cuda.synchronize()
 
         run()
-        out[name] = best_time(run, repeats)
+        out[name] = best_wall(run, repeats)
     return out
 
 

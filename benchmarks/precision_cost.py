@@ -7,11 +7,15 @@ alternating halves) on 1000 points. Run: python benchmarks/precision_cost.py [--
 from __future__ import annotations
 
 import argparse
-import time
+import sys
+from pathlib import Path
 
 import numpy as np
 
 import lipflow as lf
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import best_wall
 
 
 def build_flow(depth: int = 20) -> lf.Flow:
@@ -25,13 +29,6 @@ def build_flow(depth: int = 20) -> lf.Flow:
     return lf.Flow(blocks)
 
 
-def best_time(function, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -48,9 +45,9 @@ def main() -> None:
         ctx = lf.precision(name)
         xc = ctx.cast(x)
         repeats = 1 if ctx.is_arbitrary else 5
-        forward = best_time(lambda xc=xc, ctx=ctx: flow.forward(params, xc, ctx=ctx), repeats)
+        forward = best_wall(lambda xc=xc, ctx=ctx: flow.forward(params, xc, ctx=ctx), repeats)
         z = flow.forward(params, xc, ctx=ctx)
-        inverse = best_time(lambda z=z, ctx=ctx: flow.inverse(params, z, ctx=ctx), repeats)
+        inverse = best_wall(lambda z=z, ctx=ctx: flow.inverse(params, z, ctx=ctx), repeats)
         rows.append((name, forward, inverse))
     baseline = dict((r[0], r[1]) for r in rows).get("float64", rows[0][1])
     print(f"depth-20 d=2 hidden-32 coupling flow, {args.points} points (best of 5; mp: 1 run)")
