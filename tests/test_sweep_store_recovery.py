@@ -73,8 +73,10 @@ def _set_field(text: str, line: int, column: int, value: str) -> str:
         (lambda text: text.replace("\n", "\nnot,a,record\n", 2).replace("\nnot,a,record\n", "\n", 1),
          r"cells\.csv:3: has 3 fields, expected 19"),
         (lambda text: _set_field(text, 3, 9, "kond"), r"cells\.csv:3: metric 'kond' is not one of"),
+        (lambda text: _set_field(text, 3, 6, "abc"),
+         r"cells\.csv: the record of cell \w+ \(metric \w+\) does not match the sweep's spec: seed is 'abc'"),
     ],
-    ids=["non-numeric value", "foreign header", "short line", "unknown metric"],
+    ids=["non-numeric value", "foreign header", "short line", "unknown metric", "edited axis value"],
 )
 def test_a_bad_line_is_named_and_nothing_is_written(finished, capsys, edit, message):
     store, spec, data, _rows = finished

@@ -184,6 +184,10 @@ class ResultStore:
                 f"{describe_problems(self.results_path, results.problems)}. results.csv is rebuilt from "
                 f"{LOG_FILE}: fix those lines, or move it away if {LOG_FILE} holds every cell; nothing was written"
             )
+        if strict:
+            _check_axes(spec, self.log_path, log)
+            if results is not None:
+                _check_axes(spec, self.results_path, results)
         records = dict(log.records)
         recovered = []
         if results is not None:
@@ -295,6 +299,25 @@ def write_all(descriptor: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(descriptor, view):]
+
+
+def _check_axes(spec: SweepSpec, path: Path, scan: LogScan) -> None:
+    """Refuse a record of a grid cell whose sweep name or axis values differ from the spec's
+    (a hand-edited seed or precision): the cell key would vouch for values it was not run with."""
+    for cell in spec.cells:
+        rows = scan.records.get(cell.key)
+        if not rows:
+            continue
+        expected = {"sweep": spec.name, **{axis: str(getattr(cell, axis)) for axis in AXIS_COLUMNS}}
+        for row in rows:
+            wrong = [f"{column} is {row[column]!r}, the spec says {value!r}"
+                     for column, value in expected.items() if row[column] != value]
+            if wrong:
+                raise LipflowError(
+                    f"{path}: the record of cell {cell.key} (metric {row['metric']}) does not match the sweep's "
+                    f"spec: {'; '.join(wrong)}. Fix or delete that cell's lines (a deleted cell is recomputed by "
+                    f"`lipflow sweep --resume {path.parent}`); nothing was written"
+                )
 
 
 def cell_rows(spec: SweepSpec, result: CellResult) -> Sequence[dict[str, str]]:
