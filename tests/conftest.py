@@ -2,7 +2,9 @@
 
 Profiles: ``dev`` (fast, the default) and ``ci`` (thorough, derandomised), chosen with the
 environment variable ``HYPOTHESIS_PROFILE``. ``--precision NAME`` (repeatable) restricts the
-precision-parametrised tests to those precisions.
+precision-parametrised tests to those precisions. Tests marked ``thorough`` (the strict site
+build, the longest example runs) run under the ``ci`` profile (CI's second step) or with
+``--thorough``, and skip with that reason in the default run, which stays near a minute.
 """
 
 from __future__ import annotations
@@ -33,6 +35,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help=f"run precision-parametrised tests only at these precisions (of {', '.join(ALL_PRECISIONS)})",
     )
+    parser.addoption(
+        "--thorough",
+        action="store_true",
+        default=False,
+        help="also run the tests marked thorough (on by default under HYPOTHESIS_PROFILE=ci)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("thorough") or os.environ.get("HYPOTHESIS_PROFILE") == "ci":
+        return
+    skip = pytest.mark.skip(reason="thorough check: runs with HYPOTHESIS_PROFILE=ci (CI's step b) or --thorough")
+    for item in items:
+        if "thorough" in item.keywords:
+            item.add_marker(skip)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

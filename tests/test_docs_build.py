@@ -2,7 +2,8 @@
 
 Strict mode turns every broken link, missing anchor, unresolved API reference and docstring
 that documents a parameter the signature lacks into an error. Needs the ``docs`` extra
-(``pip install -e '.[docs]'``); skipped with that reason otherwise. The hook's page parsing is
+(``pip install -e '.[docs]'``); skipped with that reason otherwise. The tests that build the site
+are marked ``thorough`` (about 25 s): they run in CI's second step and with ``--thorough``. The hook's page parsing is
 tested without MkDocs.
 """
 
@@ -56,6 +57,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.thorough
 def test_every_theory_page_is_in_the_site(site: Path) -> None:
     for page in (ROOT / "theory").glob("*.md"):
         if page.name.lower() in ("index.md", "readme.md"):
@@ -64,6 +66,7 @@ def test_every_theory_page_is_in_the_site(site: Path) -> None:
     assert (site / "theory" / "index.html").is_file()
 
 
+@pytest.mark.thorough
 def test_math_is_marked_and_mathjax_is_bundled(site: Path) -> None:
     page = (site / "theory" / "lem-additive-simple.html").read_text(encoding="utf-8")
     assert 'class="arithmatex"' in page, "arithmatex did not mark the page's math for MathJax"
@@ -97,6 +100,7 @@ def test_remote_resource_detection() -> None:
     assert not remote_resources('<script src="javascripts/vendor/mathjax/tex-svg.js"></script>')
 
 
+@pytest.mark.thorough
 def test_the_site_loads_nothing_from_the_network(site: Path) -> None:
     offenders = [
         f"{html.relative_to(site)}: {tag[:120]}"
@@ -106,6 +110,7 @@ def test_the_site_loads_nothing_from_the_network(site: Path) -> None:
     assert not offenders, "pages load remote resources:\n" + "\n".join(offenders[:20])
 
 
+@pytest.mark.thorough
 def test_cli_and_api_references_are_generated(site: Path) -> None:
     cli = (site / "cli.html").read_text(encoding="utf-8")
     assert "lipflow reproduce fig1" in cli
@@ -115,6 +120,7 @@ def test_cli_and_api_references_are_generated(site: Path) -> None:
     assert 'id="lipflow.blocks.AffineCoupling"' in blocks
 
 
+@pytest.mark.thorough
 def test_readme_modules_and_computed_by_targets_are_in_the_built_reference(site: Path) -> None:
     """Fails when a README-listed module has no page, or a theory page's "computed by:" target
     has no heading of that id on its module's page."""
@@ -135,6 +141,7 @@ def test_readme_modules_and_computed_by_targets_are_in_the_built_reference(site:
             assert f"#{target}" in rendered, f"theory/{page.path.name} does not link {target} to its heading"
 
 
+@pytest.mark.thorough
 def test_front_page_shows_figure1_and_the_readme_commands(site: Path) -> None:
     index = (site / "index.html").read_text(encoding="utf-8")
     assert (site / "generated" / "fig1.png").stat().st_size > 10_000

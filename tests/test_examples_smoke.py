@@ -65,6 +65,14 @@ def _ids(path: Path) -> str:
     return path.name
 
 
+#: examples whose smoke run takes over ~10 s on 2 cores: run under the ci profile or --thorough
+THOROUGH_EXAMPLES = {"advise_flows.py", "coupling_stability.py", "monitor_demo.py"}
+SMOKE_CASES = [
+    pytest.param(script, id=script.name, marks=[pytest.mark.thorough] if script.name in THOROUGH_EXAMPLES else [])
+    for script in EXAMPLES
+]
+
+
 @pytest.mark.parametrize("script", EXAMPLES, ids=_ids)
 def test_example_states_its_purpose(script: Path) -> None:
     tree = ast.parse(script.read_text(encoding="utf-8"))
@@ -81,7 +89,7 @@ def test_example_states_its_purpose(script: Path) -> None:
     assert guarded, f'{script.name}: put the work under if __name__ == "__main__":'
 
 
-@pytest.mark.parametrize("script", EXAMPLES, ids=_ids)
+@pytest.mark.parametrize("script", SMOKE_CASES)
 def test_example_runs_at_smoke_size(script: Path, tmp_path: Path) -> None:
     tree = ast.parse(script.read_text(encoding="utf-8"))
     missing = sorted(

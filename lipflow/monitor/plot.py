@@ -27,6 +27,7 @@ def plot_monitor(monitor: Any, path: str | Path | None = None, *, events: dict[s
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogLocator, NullLocator
 
     history, limits = monitor.history, monitor.limits
     steps = _series(history, "step")
@@ -63,6 +64,11 @@ def plot_monitor(monitor: Any, path: str | Path | None = None, *, events: dict[s
     ax.set_ylim(-5, 105)
     ax.set_title("% of probe points with Inf/NaN (exact)", fontsize=9)
     first = monitor.first_alarm
+    for axis in axes[:3]:
+        # at most ~8 labelled decades: a series spanning hundreds of decades otherwise makes
+        # matplotlib lay out hundreds of ticks (seconds per figure)
+        axis.yaxis.set_major_locator(LogLocator(numticks=8))
+        axis.yaxis.set_minor_locator(NullLocator())
     for axis in axes:
         if first is not None:
             axis.axvline(first.step, color="red", ls="--", lw=1.5,
