@@ -25,6 +25,7 @@ from lipflow.precision import dd_kernels as k
 __all__ = ["binary", "dot", "unary"]
 
 _jit = numba.njit(cache=True, error_model="numpy", nogil=True)
+_inline = numba.njit(cache=True, error_model="numpy", nogil=True, inline="always")
 
 _SPLITTER = 134217729.0
 _N = 2048
@@ -34,8 +35,9 @@ _T = k._exp_tables()
 _LEADING, _TRAIL_HI, _TRAIL_LO = _T[4], _T[5], _T[6]
 # module-level arrays are compile-time constants for numba (no reference counting per call)
 _T0, _T1, _T2, _T3 = (onp.ascontiguousarray(t) for t in _T[:4])
-#: 2^k for |k| <= 1000, so scaling is one multiplication (no call to ldexp)
-_POW2 = onp.ldexp(1.0, onp.arange(-1000, 1001))
+#: 2^k for |k| <= 600, so scaling is two multiplications (no call to ldexp, no branch)
+_POW2_BIAS = 600
+_POW2 = onp.ldexp(1.0, onp.arange(-_POW2_BIAS, _POW2_BIAS + 1))
 _C3H, _C3L = k._INV_FACT[3]
 _C4H, _C4L = k._INV_FACT[4]
 
@@ -43,20 +45,20 @@ _C4H, _C4L = k._INV_FACT[4]
 # ---- error-free transformations (as in dd_kernels) ---------------------------------------------
 
 
-@_jit
+@_inline
 def two_sum(a, b):
     s = a + b
     bb = s - a
     return s, (a - (s - bb)) + (b - bb)
 
 
-@_jit
+@_inline
 def fast_two_sum(a, b):
     s = a + b
     return s, b - (s - a)
 
 
-@_jit
+@_inline
 def split(a):
     c = _SPLITTER * a
     hi = c - (c - a)
@@ -80,42 +82,39 @@ _SAFE_HI = 2.0**900
 _SAFE_LO = 2.0**-900
 
 
-@_jit
+@_inline
 def _fma_exact(a, b, p):
     return abs(a) < _SAFE_HI and abs(b) < _SAFE_HI and _SAFE_LO < abs(p) < _SAFE_HI
 
 
-@_jit
+@_inline
 def two_prod(a, b):
     """Dekker's TwoProd; by FMA where Dekker's is exact (the same bits, fewer operations)."""
     p = a * b
-    if _fma_exact(a, b, p):
-        return p, _fma(a, b, -p)
     ah, al = split(a)
     bh, bl = split(b)
-    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+    dekker = ((ah * bh - p) + ah * bl + al * bh) + al * bl
+    return p, (_fma(a, b, -p) if _fma_exact(a, b, p) else dekker)
 
 
-@_jit
+@_inline
 def prod_split(a1, a2, a, b):
     p = a * b
-    if _fma_exact(a, b, p):
-        return p, _fma(a, b, -p)
     b1, b2 = split(b)
-    return p, ((a1 * b1 - p) + a1 * b2 + a2 * b1) + a2 * b2
+    dekker = ((a1 * b1 - p) + a1 * b2 + a2 * b1) + a2 * b2
+    return p, (_fma(a, b, -p) if _fma_exact(a, b, p) else dekker)
 
 
-@_jit
+@_inline
 def finish(hi, lo, naive):
-    if not math.isfinite(hi):
-        return naive, 0.0
-    return hi, lo
+    ok = math.isfinite(hi)
+    return (hi if ok else naive), (lo if ok else 0.0)
 
 
 # ---- arithmetic -------------------------------------------------------------------------------
 
 
-@_jit
+@_inline
 def add(ah, al, bh, bl):
     s, e = two_sum(ah, bh)
     t, f = two_sum(al, bl)
@@ -124,34 +123,34 @@ def add(ah, al, bh, bl):
     return finish(hi, lo, ah + bh)
 
 
-@_jit
+@_inline
 def add_ordered(ah, al, bh, bl):
     s, e = fast_two_sum(ah, bh)
     return fast_two_sum(s, e + (al + bl))
 
 
-@_jit
+@_inline
 def add_double(ah, al, b):
     s, e = two_sum(ah, b)
     hi, lo = fast_two_sum(s, e + al)
     return finish(hi, lo, ah + b)
 
 
-@_jit
+@_inline
 def mul(ah, al, bh, bl):
     p, e = two_prod(ah, bh)
     hi, lo = fast_two_sum(p, e + (ah * bl + al * bh))
     return finish(hi, lo, ah * bh)
 
 
-@_jit
+@_inline
 def mul_double(ah, al, b):
     p, e = two_prod(ah, b)
     hi, lo = fast_two_sum(p, e + al * b)
     return finish(hi, lo, ah * b)
 
 
-@_jit
+@_inline
 def div(ah, al, bh, bl):
     q = ah / bh
     p, e = two_prod(q, bh)
@@ -163,19 +162,15 @@ def div(ah, al, bh, bl):
 # ---- exponential family -----------------------------------------------------------------------
 
 
-@_jit
+@_inline
 def clip_argument(ah, al, low, high):
-    c = ah
-    if c < low:
-        c = low
-    if c > high:
-        c = high
-    if c != c:
-        c = 0.0
+    c = low if ah < low else ah
+    c = high if c > high else c
+    c = 0.0 if c != c else c
     return c, (al if c == ah else 0.0)
 
 
-@_jit
+@_inline
 def reduce_exp(ah, al):
     n = onp.rint(ah * _INV_STEP)
     kk = math.floor((n + _HALF_N) / _N)
@@ -190,16 +185,16 @@ def reduce_exp(ah, al):
     return int(kk), index, rh, rl
 
 
-@_jit
+@_inline
 def scale(hi, lo, kk):
-    if abs(kk) <= 1000:
-        factor = _POW2[kk + 1000]
-        return hi * factor, lo * factor
-    half = kk // 2
-    return math.ldexp(math.ldexp(hi, half), kk - half), math.ldexp(math.ldexp(lo, half), kk - half)
+    """(hi, lo) 2^kk as two exact multiplications by powers of two: the bits of
+    ``dd_kernels._scale`` (one rounding, in the second step, where the result is subnormal)."""
+    half = kk >> 1
+    f1, f2 = _POW2[half + _POW2_BIAS], _POW2[kk - half + _POW2_BIAS]
+    return (hi * f1) * f2, (lo * f1) * f2
 
 
-@_jit
+@_inline
 def expm1_reduced(rh, rl):
     q5 = 1 / 120 + rh * (1 / 720 + rh * (1 / 5040 + rh * (1 / 40320)))
     p = rh * q5
@@ -222,18 +217,14 @@ def expm1_reduced(rh, rl):
     return fast_two_sum(hi, lo)
 
 
-@_jit
+@_inline
 def special_exp_values(ah, hi, lo):
-    if ah != ah:
-        hi = ah
-    if ah == math.inf:
-        hi = math.inf
-    if not math.isfinite(hi):
-        lo = 0.0
-    return hi, lo
+    hi = ah if ah != ah else hi
+    hi = math.inf if ah == math.inf else hi
+    return hi, (lo if math.isfinite(hi) else 0.0)
 
 
-@_jit
+@_inline
 def exp(ah, al):
     ch, cl = clip_argument(ah, al, -746.0, 710.0)
     kk, index, rh, rl = reduce_exp(ch, cl)
@@ -245,48 +236,48 @@ def exp(ah, al):
     return special_exp_values(ah, hi, lo)
 
 
-@_jit
+@_inline
 def expm1_in_range(ch, cl):
     kk, index, rh, rl = reduce_exp(ch, cl)
     ph, pl, mh, ml = _T0[index], _T1[index], _T2[index], _T3[index]
     eh, el = expm1_reduced(rh, rl)
     th, tl = two_prod(ph, eh)
     th, tl = fast_two_sum(th, tl + (ph * el + pl * eh))
-    if kk == 0:
-        return add_ordered(mh, ml, th, tl)
+    small_h, small_l = add_ordered(mh, ml, th, tl)
     big_h, big_l = add_ordered(ph, pl, th, tl)
     big_h, big_l = scale(big_h, big_l, kk)
-    return add_double(big_h, big_l, -1.0)
+    big_h, big_l = add_double(big_h, big_l, -1.0)
+    near = kk == 0
+    return (small_h if near else big_h), (small_l if near else big_l)
 
 
-@_jit
+@_inline
 def expm1(ah, al):
     ch, cl = clip_argument(ah, al, -746.0, 710.0)
     hi, lo = expm1_in_range(ch, cl)
     return special_exp_values(ah, hi, lo)
 
 
-@_jit
+@_inline
 def tanh(ah, al):
     sign = -1.0 if ah < 0 else 1.0
     bh, bl = clip_argument(2 * sign * ah, 2 * sign * al, 0.0, 700.0)
     eh, el = expm1_in_range(bh, bl)
     dh, dl = add_double(eh, el, 2.0)
     hi, lo = div(eh, el, dh, dl)
-    if ah != ah:
-        hi = ah
+    hi = ah if ah != ah else hi
     return sign * hi, sign * lo
 
 
-@_jit
+@_inline
 def sigmoid(ah, al):
     sign = 1.0 if ah < 0 else -1.0
     eh, el = exp(sign * ah, sign * al)
     sh, sl = add_double(eh, el, 1.0)
     ph, pl = div(1.0, 0.0, sh, sl)
-    if ah >= 0:
-        return ph, pl
-    return mul(eh, el, ph, pl)
+    qh, ql = mul(eh, el, ph, pl)
+    positive = ah >= 0
+    return (ph if positive else qh), (pl if positive else ql)
 
 
 # ---- loops ------------------------------------------------------------------------------------

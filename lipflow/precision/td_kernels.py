@@ -223,6 +223,7 @@ with mpmath.workprec(320):
     _C4 = _dd.dd_constant(mpmath.mpf(1) / 24)
     _C5 = _dd.dd_constant(mpmath.mpf(1) / 120)
     _C6 = _dd.dd_constant(mpmath.mpf(1) / 720)
+    (_C3H, _C3L), (_C4H, _C4L), (_C5H, _C5L), (_C6H, _C6L) = _C3, _C4, _C5, _C6
     _C7, _C8, _C9 = (float(mpmath.mpf(1) / mpmath.factorial(n)) for n in (7, 8, 9))
 
 
@@ -248,10 +249,14 @@ def expm1_reduced(r0, r1, r2):
     in float64, Q6 ... Q3 in double-double, Q and r^2 Q in triple-double (each level needs ~13
     bits less than the one before)."""
     q7 = _C7 + r0 * (_C8 + r0 * _C9)
-    qh, ql = _dd_add(_C6[0], _C6[1], *_dd_mul(r0, r1, q7, 0.0))
-    qh, ql = _dd_add(_C5[0], _C5[1], *_dd_mul(r0, r1, qh, ql))
-    qh, ql = _dd_add(_C4[0], _C4[1], *_dd_mul(r0, r1, qh, ql))
-    qh, ql = _dd_add(_C3[0], _C3[1], *_dd_mul(r0, r1, qh, ql))
+    ph, pl = _dd_mul(r0, r1, q7, 0.0)
+    qh, ql = _dd_add(_C6H, _C6L, ph, pl)
+    ph, pl = _dd_mul(r0, r1, qh, ql)
+    qh, ql = _dd_add(_C5H, _C5L, ph, pl)
+    ph, pl = _dd_mul(r0, r1, qh, ql)
+    qh, ql = _dd_add(_C4H, _C4L, ph, pl)
+    ph, pl = _dd_mul(r0, r1, qh, ql)
+    qh, ql = _dd_add(_C3H, _C3L, ph, pl)
     q0, q1, q2 = mul(r0, r1, r2, qh, ql, 0.0)
     q0, q1, q2 = add(0.5, 0.0, 0.0, q0, q1, q2)
     s0, s1, s2 = mul(r0, r1, r2, r0, r1, r2)
