@@ -343,47 +343,59 @@ def binary(name: str, ah, al, bh, bl=None) -> tuple[onp.ndarray, onp.ndarray]:
 
 
 @_jit
-def _dot_loop(ah, al, bh, bl, out_hi, out_lo, p, e, s, ee):
-    n, kk = ah.shape
+def _dot_loop(th, tl, bh, bl, out_hi, out_lo, p, e, s, ee, errors, level):
+    """a (n, k) @ b (k, m), a given transposed (k, n): every step of ``dd_kernels.dot`` (the
+    products, the in-order sum of their error terms, the TwoSum tree) runs for all n rows in an
+    inner loop (independent rows, so LLVM vectorises it), in the order of the NumPy kernel."""
+    kk, n = th.shape
     m = bh.shape[1]
-    for r in range(n):
-        for c in range(m):
-            for j in range(kk):
-                a, b = ah[r, j], bh[j, c]
+    for c in range(m):
+        for j in range(kk):
+            b, b_lo = bh[j, c], bl[j, c]
+            for r in range(n):
+                a = th[j, r]
                 pj, ej = two_prod(a, b)
-                p[j] = pj
-                e[j] = ej + (a * bl[j, c] + al[r, j] * b)
-            # sum_along: lo parts summed in order, then a TwoSum tree halving the array
-            errors = e[0] if kk > 0 else 0.0
-            for j in range(1, kk):
-                errors = errors + e[j]
-            length = kk
-            while length > 1:
-                half = length // 2
-                for i in range(half):
-                    s[i], ee[i] = two_sum(p[i], p[half + i])
-                level = ee[0]
-                for i in range(1, half):
-                    level = level + ee[i]
-                errors = errors + level
-                if length % 2:
-                    s[half] = p[2 * half]
-                for i in range(half + length % 2):
-                    p[i] = s[i]
-                length = half + length % 2
-            if kk == 0:
-                out_hi[r, c], out_lo[r, c] = 0.0, 0.0
-            else:
-                hi, lo = two_sum(p[0], errors)
-                out_hi[r, c], out_lo[r, c] = finish(hi, lo, p[0])
+                p[j, r] = pj
+                e[j, r] = ej + (a * b_lo + tl[j, r] * b)
+        for r in range(n):
+            errors[r] = e[0, r]
+        for j in range(1, kk):
+            for r in range(n):
+                errors[r] = errors[r] + e[j, r]
+        length = kk
+        while length > 1:
+            half = length // 2
+            for i in range(half):
+                for r in range(n):
+                    s[i, r], ee[i, r] = two_sum(p[i, r], p[half + i, r])
+            for r in range(n):
+                level[r] = ee[0, r]
+            for i in range(1, half):
+                for r in range(n):
+                    level[r] = level[r] + ee[i, r]
+            for r in range(n):
+                errors[r] = errors[r] + level[r]
+            if length % 2:
+                for r in range(n):
+                    s[half, r] = p[2 * half, r]
+            for i in range(half + length % 2):
+                for r in range(n):
+                    p[i, r] = s[i, r]
+            length = half + length % 2
+        for r in range(n):
+            hi, lo = two_sum(p[0, r], errors[r])
+            out_hi[r, c], out_lo[r, c] = finish(hi, lo, p[0, r])
 
 
 def dot(ah, al, bh, bl) -> tuple[onp.ndarray, onp.ndarray]:
     """a (n, k) @ b (k, m) as ``dd_kernels.dot``'s elementwise path computes it."""
-    ah, al, bh, bl = (onp.ascontiguousarray(x, dtype=onp.float64) for x in (ah, al, bh, bl))
-    n, kk = ah.shape
+    th, tl = (onp.ascontiguousarray(onp.asarray(x, dtype=onp.float64).T) for x in (ah, al))
+    bh, bl = (onp.ascontiguousarray(x, dtype=onp.float64) for x in (bh, bl))
+    kk, n = th.shape
     m = bh.shape[1]
+    if kk == 0:
+        return onp.zeros((n, m)), onp.zeros((n, m))
     out_hi, out_lo = onp.empty((n, m)), onp.empty((n, m))
-    scratch = [onp.empty(max(kk, 1)) for _ in range(4)]
-    _dot_loop(ah, al, bh, bl, out_hi, out_lo, *scratch)
+    scratch = [onp.empty((kk, n)) for _ in range(4)] + [onp.empty(n), onp.empty(n)]
+    _dot_loop(th, tl, bh, bl, out_hi, out_lo, *scratch)
     return out_hi, out_lo

@@ -294,13 +294,12 @@ def _expm1_in_range(a0, a1, a2):
     m0, m1, m2 = take(TB3, index), take(TB4, index), take(TB5, index)
     e0, e1, e2 = expm1_reduced(r0, r1, r2)
     p0, p1, p2 = mul(t0, t1, t2, e0, e1, e2)
-    # k = 0: (2^(j/N) - 1) + 2^(j/N) expm1(r), no cancellation (|2^(j/N) - 1| >= 2 |p|)
-    s0, s1, s2 = add(m0, m1, m2, p0, p1, p2)
-    b0, b1, b2 = add(t0, t1, t2, p0, p1, p2)
-    b0, b1, b2 = _scale(b0, b1, b2, k)
-    b0, b1, b2 = add(b0, b1, b2, -1.0, 0.0, 0.0)
+    # k = 0: (2^(j/N) - 1) + 2^(j/N) expm1(r), no cancellation (|2^(j/N) - 1| >= 2 |p|);
+    # else 2^k (2^(j/N) + 2^(j/N) expm1(r)) - 1 (adding -0 and scaling by 2^0 are exact)
     near = k == 0
-    return where(near, s0, b0), where(near, s1, b1), where(near, s2, b2)
+    b0, b1, b2 = add(where(near, m0, t0), where(near, m1, t1), where(near, m2, t2), p0, p1, p2)
+    b0, b1, b2 = _scale(b0, b1, b2, where(near, 0, k))
+    return add(b0, b1, b2, where(near, -0.0, -1.0), 0.0, 0.0)
 
 
 def _special(a0, x0, x1, x2):
