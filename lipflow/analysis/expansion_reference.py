@@ -15,8 +15,10 @@ ladder costs little more than its rungs (no mpmath).
 
 >>> import numpy as np, lipflow
 >>> from lipflow.analysis.expansion_reference import expansion_reference_forward
+>>> from lipflow.precision.accel import kernels
 >>> flow = lipflow.Flow([lipflow.AdditiveCoupling(2, t=lipflow.MLP((4,)))])
->>> result = expansion_reference_forward(flow, flow.init(0), np.ones((3, 2)), target_bits=90)
+>>> with kernels("numpy"):  # the same bits as the compiled kernels, no compilation
+...     result = expansion_reference_forward(flow, flow.init(0), np.ones((3, 2)), target_bits=90)
 >>> result.used, bool(result.met.all())
 (('dd', 'dd', 'dd'), True)
 """
