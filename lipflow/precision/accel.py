@@ -39,7 +39,10 @@ _choice: contextvars.ContextVar[str] = contextvars.ContextVar(
 @functools.cache
 def numba_available() -> bool:
     """Whether numba can be imported (checked without importing it)."""
-    return importlib.util.find_spec("numba") is not None
+    try:
+        return importlib.util.find_spec("numba") is not None
+    except (ImportError, ValueError):  # e.g. sys.modules["numba"] = None
+        return False
 
 
 def active_backend() -> str:
