@@ -8,7 +8,12 @@ path, including its TwoSum tree and the order in which its error terms are summe
 
 Importing this module imports numba; :mod:`lipflow.precision.dd_array` imports it only when
 the numba backend is chosen (:mod:`lipflow.precision.accel`), and the kernels compile on first
-call (``cache=True`` keeps the machine code on disk).
+call (``cache=True`` keeps the machine code on disk; a first compilation takes ~10 s per
+kernel). The scalar helpers are inlined into each loop (``inline="always"``) and written without
+branches (both sides computed, one selected: the selected value is the NumPy kernel's), so LLVM
+vectorises the loops across elements. numba's cache follows this file only: the tables and
+constants it takes from ``dd_kernels`` are frozen into the cached code (the bit-identity tests
+catch a drift).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import hashlib
 import inspect
 import itertools
 import math
@@ -150,10 +151,16 @@ def _namespace() -> dict[str, object]:
 
 
 def _compile(source: str, name: str) -> object:
-    """Compile generated source under td_kernels' file name (numba caches it beside that file)."""
+    """Compile generated source under td_kernels' file name (numba caches it beside that file).
+
+    The function's name carries a hash of its source, so a changed generator (or a changed
+    ``td_kernels``) never loads a stale cache entry."""
+    digest = hashlib.sha1(source.encode()).hexdigest()[:12]
+    unique = f"{name}_{digest}"
     namespace = _namespace()
-    exec(compile(source, td_kernels.__file__, "exec"), namespace)  # our own generated code
-    return _jit(namespace[name])
+    code = compile(source.replace(f"def {name}(", f"def {unique}(", 1), td_kernels.__file__, "exec")
+    exec(code, namespace)  # our own generated code
+    return _jit(namespace[unique])
 
 
 def _unary_loop(kernel: str) -> object:
