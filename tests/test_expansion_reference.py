@@ -74,3 +74,19 @@ def test_refuses_bad_arguments():
         expansion_reference(lambda ctx, rows: np.zeros((len(rows), 1)), 2, 1, rungs=("dd",))
     with pytest.raises(LipflowError, match="target_bits"):
         expansion_reference(lambda ctx, rows: np.zeros((len(rows), 1)), 2, 1, target_bits=0)
+
+
+def test_reference_ladder_takes_td_checked_against_dd():
+    """With the expansion rungs, float64 work is referenced at td (128 >= 2 * 53 + 8 bits),
+    checked against dd, before any mpmath rung; the values agree with mp60."""
+    from lipflow.analysis.reference import HARDWARE_CANDIDATES, expansion_candidates, reference_forward
+
+    flow = _flow("affine", depth=4)
+    params = flow.init(seed=3)
+    x = np.random.default_rng(4).standard_normal((6, 2))
+    with accel.kernels("numpy"):
+        result = reference_forward(flow, params, x, working="float64",
+                                   candidates=HARDWARE_CANDIDATES + expansion_candidates())
+    assert result.used == ("td",) * 6 and result.checked_against == ("dd",) * 6 and result.all_stable
+    assert result.rungs_tried == ("dd", "td")
+    assert _bits(result.value, flow.forward(params, x, ctx=precision("mp60"))) >= result.required_bits
