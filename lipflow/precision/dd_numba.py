@@ -288,21 +288,33 @@ def sigmoid(ah, al):
 # ---- loops ------------------------------------------------------------------------------------
 
 
-def _unary_loop(kernel):
-    @_jit
-    def loop(hi, lo, out_hi, out_lo):
-        for i in range(hi.size):
-            out_hi[i], out_lo[i] = kernel(hi[i], lo[i])
+# one loop per kernel at module level (numba's disk cache is keyed by the function's name, so a
+# loop made by a factory would share one cache entry between kernels)
+@_jit
+def _exp_loop(hi, lo, out_hi, out_lo):
+    for i in range(hi.size):
+        out_hi[i], out_lo[i] = exp(hi[i], lo[i])
 
-    return loop
+
+@_jit
+def _expm1_loop(hi, lo, out_hi, out_lo):
+    for i in range(hi.size):
+        out_hi[i], out_lo[i] = expm1(hi[i], lo[i])
 
 
-_UNARY_LOOPS = {
-    "exp": _unary_loop(exp),
-    "expm1": _unary_loop(expm1),
-    "tanh": _unary_loop(tanh),
-    "sigmoid": _unary_loop(sigmoid),
-}
+@_jit
+def _tanh_loop(hi, lo, out_hi, out_lo):
+    for i in range(hi.size):
+        out_hi[i], out_lo[i] = tanh(hi[i], lo[i])
+
+
+@_jit
+def _sigmoid_loop(hi, lo, out_hi, out_lo):
+    for i in range(hi.size):
+        out_hi[i], out_lo[i] = sigmoid(hi[i], lo[i])
+
+
+_UNARY_LOOPS = {"exp": _exp_loop, "expm1": _expm1_loop, "tanh": _tanh_loop, "sigmoid": _sigmoid_loop}
 
 
 @_jit
