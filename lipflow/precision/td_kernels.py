@@ -142,13 +142,23 @@ def mul(a0, a1, a2, b0, b1, b2):
     return renorm(p0, s1, t2)
 
 
+def mul_double(a0, a1, a2, b):
+    """a * b for a float64 b: ``mul`` with b1 = b2 = 0 and the terms that are exactly zero
+    omitted (the same value, so ``mul``'s bound holds)."""
+    p0, e0 = two_prod(a0, b)
+    p1, e1 = two_prod(a1, b)
+    s1, f1 = two_sum(p1, e0)
+    t2 = (f1 + e1) + a2 * b
+    return renorm(p0, s1, t2)
+
+
 def div(a0, a1, a2, b0, b1, b2):
     """a / b: three quotient digits, each from the residual a - b (q0 + ...) in triple-double."""
     q0 = a0 / b0
-    m0, m1, m2 = mul(b0, b1, b2, q0, 0.0, 0.0)
+    m0, m1, m2 = mul_double(b0, b1, b2, q0)
     r0, r1, r2 = add(a0, a1, a2, -m0, -m1, -m2)
     q1 = r0 / b0
-    m0, m1, m2 = mul(b0, b1, b2, q1, 0.0, 0.0)
+    m0, m1, m2 = mul_double(b0, b1, b2, q1)
     r0, r1, r2 = add(r0, r1, r2, -m0, -m1, -m2)
     q2 = r0 / b0
     return renorm(q0, q1, q2)
