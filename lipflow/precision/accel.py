@@ -7,7 +7,8 @@ of the NumPy kernels (``theory/lem-dd-expm1.md``) carry over. Importing lipflow 
 numba: the kernels compile on first use (cached on disk with ``cache=True``).
 
 The choice is a context variable (thread- and task-local): ``"auto"`` (numba when installed,
-the default), ``"numpy"`` or ``"numba"``:
+the default; the environment variable ``LIPFLOW_KERNELS`` sets another default), ``"numpy"``
+or ``"numba"``:
 
 >>> from lipflow.precision.accel import kernels, active_backend
 >>> with kernels("numpy"):
