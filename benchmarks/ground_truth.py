@@ -1,9 +1,13 @@
 """Ground truth cost: forward + inverse of a depth-20, d = 2, hidden-32 coupling flow.
 
-Times float64, double-double (``dd``), mpmath object arrays (``mp35``) and, when python-flint
-is installed, arb ball object arrays at 120 bits (``arb120``, midpoints checked), and prints
-each one's CPU time relative to float64 and the correct bits it achieves against an mpmath
-reference at ~200 bits (``mp60``), for an affine and an additive coupling flow.
+Times float64, double-double (``dd``) and triple-double (``td``) with the NumPy kernels and with
+the compiled numba kernels (``pip install 'lipflow[fast]'``; the same bits), the expansion
+ladder's automatic choice (float64 -> dd -> td per sample until the estimated correct bits reach
+100, :mod:`lipflow.analysis.expansion_reference`), mpmath object arrays (``mp35``) and, when
+python-flint is installed, arb ball object arrays at 120 bits (``arb120``, midpoints checked).
+It prints each one's CPU time relative to float64 and the correct bits it achieves against an
+mpmath reference at ~200 bits (``mp60``), for an affine and an additive coupling flow, and the
+target: the ladder's ground truth within 30x float64 with >= 100 correct bits.
 
 Correct bits = -log2(max over checked points of ||y - y_ref|| / ||y_ref||), forward and inverse
 separately. Object-array contexts are timed on ``--slow-points`` points
@@ -34,7 +38,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import MIN_REPEATS, Target, header, per_element, print_targets  # noqa: E402
 
 import lipflow  # noqa: E402
-from lipflow.precision import precision  # noqa: E402
+from lipflow.analysis.expansion_reference import (  # noqa: E402
+    expansion_reference_forward,
+    expansion_reference_inverse,
+)
+from lipflow.precision import accel, precision  # noqa: E402
 from lipflow.precision.arb import arb_precision, flint_available  # noqa: E402
 
 TARGET_RATIO = 30.0
@@ -80,8 +88,8 @@ def correct_bits(values: np.ndarray, reference: np.ndarray) -> float:
 def as_mp(ctx_name: str, values: object) -> np.ndarray:
     """Results of any context as an object array of mp60 numbers (exact for dd and floats)."""
     mp60 = precision("mp60")
-    if ctx_name == "dd":
-        return precision("dd").to_mp(values, 60)
+    if ctx_name in ("dd", "td"):
+        return precision(ctx_name).to_mp(values, 60)
     if ctx_name.startswith("arb"):  # midpoints, exactly
         exact = np.frompyfunc(lambda v: mp60.context.mpf(tuple(int(p) for p in v.mid().man_exp())), 1, 1)
         return np.asarray(exact(values), dtype=object)
@@ -106,6 +114,17 @@ def targets(quick: bool = False) -> list[Target]:
     return [measure(make_flow(kind), kind, args, verbose=False) for kind in ("affine", "additive")]
 
 
+#: timed rows: (label, context, kernel backend); object-array contexts are timed on fewer points
+ROWS = (
+    ("float64", "float64", "numpy"),
+    ("dd numpy", "dd", "numpy"),
+    ("dd numba", "dd", "numba"),
+    ("td numpy", "td", "numpy"),
+    ("td numba", "td", "numba"),
+    ("ladder", "ladder", "auto"),
+)
+
+
 def measure(flow: lipflow.Flow, kind: str, args: argparse.Namespace, verbose: bool = True) -> Target:
     """Time and check every context on one flow; print the table."""
     params = flow.init(seed=0)
@@ -115,49 +134,71 @@ def measure(flow: lipflow.Flow, kind: str, args: argparse.Namespace, verbose: bo
     mp60 = precision("mp60")
     reference_z = flow.forward(params, x[check], ctx=mp60)
     reference_x = flow.inverse(params, z64[check], ctx=mp60)
+    ladder_note = ""
 
     def run(ctx_name: str, n: int) -> tuple[object, object]:
+        nonlocal ladder_note
+        if ctx_name == "ladder":
+            forward = expansion_reference_forward(flow, params, x[:n], target_bits=TARGET_BITS)
+            inverse = expansion_reference_inverse(flow, params, z64[:n], target_bits=TARGET_BITS)
+            ladder_note = f"forward {forward.describe()}; inverse {inverse.describe()}"
+            return forward.value, inverse.value
         ctx = precision(ctx_name) if not ctx_name.startswith("arb") else arb_precision(int(ctx_name[3:]))
         with ctx.scope():
             return flow.forward(params, x[:n], ctx=ctx), flow.inverse(params, z64[:n], ctx=ctx)
 
-    contexts = ["float64", "dd"] if args.no_baselines else ["float64", "dd", "mp35"]
+    rows_wanted = list(ROWS)
+    if not accel.numba_available():
+        rows_wanted = [r for r in rows_wanted if r[2] != "numba"]
+        print(f"numba is not installed: no compiled rows ({accel.INSTALL_HINT}); the ladder runs on NumPy")
     if args.no_baselines:
         pass
-    elif flint_available():
-        contexts.append("arb120")
     else:
-        print("python-flint is not installed: no arb baseline (pip install 'lipflow[certified]')")
+        rows_wanted.append(("mp35", "mp35", "numpy"))
+        if flint_available():
+            rows_wanted.append(("arb120", "arb120", "numpy"))
+        else:
+            print("python-flint is not installed: no arb baseline (pip install 'lipflow[certified]')")
 
     rows = []
-    for name in contexts:
-        ctx = name
+    for label, name, backend in rows_wanted:
         slow = name == "mp35" or name.startswith("arb")
+        numpy_td = name == "td" and backend == "numpy"
         n = min(args.slow_points, args.points) if slow else args.points
         # the float64 baseline takes milliseconds: more repeats keep its best time (and the ratio) steady
-        repeats = 1 if slow else (4 * args.repeats if name == "float64" else args.repeats)
-        seconds = best_time(lambda ctx=ctx, n=n: run(ctx, n), repeats) * args.points / n
-        z, xr = run(ctx, check.stop)
-        bits = (correct_bits(as_mp(name, z), reference_z), correct_bits(as_mp(name, xr), reference_x))
-        rows.append((name, seconds, bits, slow))
+        repeats = 1 if (slow or numpy_td) else (4 * args.repeats if name == "float64" else args.repeats)
+        with accel.kernels(backend):
+            seconds = best_time(lambda name=name, n=n: run(name, n), repeats) * args.points / n
+            z, xr = run(name, args.points if name == "ladder" else check.stop)
+        if name == "ladder":
+            z, xr = z[check], xr[check]
+        stored = "td" if name == "ladder" else name
+        bits = (correct_bits(as_mp(stored, z), reference_z), correct_bits(as_mp(stored, xr), reference_x))
+        rows.append((label, seconds, bits, slow, repeats))
 
     base = rows[0][1]
-    dd_row = next(r for r in rows if r[0] == "dd")
+    ladder_row = next(r for r in rows if r[0] == "ladder")
     float_row = rows[0]
     lost = 53 - min(float_row[2])
     target = Target(
-        f"ground truth dd / float64 forward+inverse, depth-20 {kind} flow", dd_row[1] / base, TARGET_RATIO,
-        detail=f"{min(dd_row[2]):.1f} correct bits (>= {TARGET_BITS:.0f} needed); float64 loses {lost:.1f} of 53 "
-               f"bits on this flow",
-        extra_ok=bool(min(dd_row[2]) >= TARGET_BITS),
+        f"ground truth (expansion ladder) / float64 forward+inverse, depth-20 {kind} flow", ladder_row[1] / base,
+        TARGET_RATIO,
+        detail=f"{min(ladder_row[2]):.1f} correct bits (>= {TARGET_BITS:.0f} needed); float64 loses {lost:.1f} of 53 "
+               f"bits on this flow; kernels: {accel.active_backend()}",
+        extra_ok=bool(min(ladder_row[2]) >= TARGET_BITS),
     )
     if verbose:
         print(f"\nforward + inverse, depth-20 d=2 hidden-32 {kind} coupling flow, {args.points} points")
         print(f"{'context':<10}{'CPU s':>10}{'us/point':>10}{'x float64':>12}{'bits fwd':>10}{'bits inv':>10}")
-        for name, seconds, bits, slow in rows:
+        for label, seconds, bits, slow, repeats in rows:
             note = f"  (timed on {min(args.slow_points, args.points)} points, scaled)" if slow else ""
-            print(f"{name:<10}{seconds:>10.4f}{per_element(seconds, args.points):>10}{seconds / base:>12.1f}"
+            note += "  (one timed run)" if repeats == 1 and not slow else ""
+            print(f"{label:<10}{seconds:>10.4f}{per_element(seconds, args.points):>10}{seconds / base:>12.1f}"
                   f"{bits[0]:>10.1f}{bits[1]:>10.1f}{note}")
+        print(f"ladder: {ladder_note}")
+        verdict = "met" if target.met else "NOT met"
+        print(f"target ladder ground truth <= {TARGET_RATIO:.0f}x float64 with >= {TARGET_BITS:.0f} bits ({kind}): "
+              f"{ladder_row[1] / base:.1f}x, {min(ladder_row[2]):.1f} bits: {verdict}")
     return target
 
 

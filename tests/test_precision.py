@@ -43,7 +43,7 @@ def test_mp_precision_matches_mpmath_digits():
 
 
 def test_unknown_precision_lists_valid_names():
-    valid = "float16, bfloat16, float32, float64, longdouble, float16-strict, bfloat16-strict, dd, mpNN"
+    valid = "float16, bfloat16, float32, float64, longdouble, float16-strict, bfloat16-strict, dd, td, mpNN"
     with pytest.raises(lf.LipflowError, match=f"valid names are {valid}"):
         precision("float8")
     with pytest.raises(lf.LipflowError, match="digits"):

@@ -43,6 +43,7 @@ __all__ = [
     "block_inverse_at",
     "blocks_and_params",
     "evaluate_reference",
+    "expansion_candidates",
     "mp_candidate",
     "reference_forward",
     "reference_inverse",
@@ -86,6 +87,33 @@ def _hardware(name: str) -> ReferenceCandidate:
 
 #: cheap hardware rungs tried before mpmath (ascending accuracy)
 HARDWARE_CANDIDATES: tuple[ReferenceCandidate, ...] = (_hardware("float64"), _hardware("longdouble"))
+
+
+def expansion_candidates() -> tuple[ReferenceCandidate, ...]:
+    """Double-double and triple-double rungs (vectorised, compiled with numba when installed):
+    pass ``candidates=HARDWARE_CANDIDATES + expansion_candidates()`` and float64 work is
+    referenced at ``td`` (128 bits >= 2 p + margin), checked against ``dd``, before any mpmath."""
+    return tuple(ReferenceCandidate(precision(name), precision(name).mantissa_bits, False) for name in ("dd", "td"))
+
+
+def _expansion(x: Any) -> tuple[onp.ndarray, ...] | None:
+    """The float64 parts of a double-double or triple-double array, else None."""
+    parts = getattr(x, "parts", None)
+    if parts is not None:
+        return parts
+    if hasattr(x, "hi") and hasattr(x, "lo"):
+        return (x.hi, x.lo)
+    return None
+
+
+def _compare_context(ctx: Precision) -> MPPrecision:
+    """The mpmath context in which a rung's values are compared (96 bits for hardware floats;
+    for dd and td wide enough to hold their parts' sum)."""
+    if isinstance(ctx, MPPrecision):
+        return ctx
+    if ctx.name in ("dd", "td"):
+        return mp_candidate(ctx.mantissa_bits + 96).context
+    return mp_candidate(96).context
 
 
 def mp_candidate(bits: int) -> ReferenceCandidate:
@@ -151,6 +179,12 @@ def reference_ladder(
 def to_mp(x: Any, carrier: MPPrecision) -> onp.ndarray:
     """``x`` (any lipflow precision) as an object array of ``carrier`` numbers, exactly when
     ``carrier`` is at least as wide (longdouble goes through an exact float64 head/tail split)."""
+    parts = _expansion(x)
+    if parts is not None:  # exact: every part widened, then summed at the carrier's precision
+        total = carrier.cast(parts[0])
+        for part in parts[1:]:
+            total = total + carrier.cast(part)
+        return total
     x = onp.asarray(getval(x))
     if x.dtype == object:
         return carrier.cast(x)
@@ -222,7 +256,8 @@ def _evaluate_rows(evaluate: Callable[[Precision, onp.ndarray], Any], ctx: Preci
     exp(1e20) whose exponent exceeds a machine integer), row by row, with NaN for rows that
     overflow, so they are reported unstable instead of aborting the whole reference."""
     try:
-        return onp.asarray(evaluate(ctx, rows))
+        value = evaluate(ctx, rows)
+        return value if _expansion(value) is not None else onp.asarray(value)
     except OverflowError:
         pass
     values: list[Any] = []
@@ -285,7 +320,7 @@ def evaluate_reference(
         if current_raw is None:  # every pending sample overflowed mpmath's exponent range
             break
         width = current_raw.shape[1]
-        compare = rung.context if isinstance(rung.context, MPPrecision) else mp_candidate(96).context
+        compare = _compare_context(rung.context)
         current = to_mp(current_raw, compare)
         for i, sample in enumerate(pending):
             raw[sample] = (current_raw[i], rung.context)
@@ -313,7 +348,7 @@ def evaluate_reference(
         previous_name = rung.name
         pending = pending[keep]
     contexts = [entry[1] for entry in raw if entry is not None]
-    carrier = max((c for c in contexts if isinstance(c, MPPrecision)), key=lambda c: c.mantissa_bits,
+    carrier = max((_compare_context(c) for c in contexts), key=lambda c: c.mantissa_bits,
                   default=mp_candidate(96).context)
     value = onp.empty((n, width or 0), dtype=object)
     for sample in range(n):

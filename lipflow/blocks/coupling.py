@@ -162,15 +162,21 @@ class AffineCoupling(_Coupling):
         t = self.t.apply(params["t"], x1, ctx, self.n_transformed)
         return t, self.scale.g(s, ctx), self.scale.log_g(s, ctx)
 
+    def shift_and_scale(self, params: Params, x1: Any, ctx: Precision) -> tuple[Any, Any]:
+        """(t(x1), g(s(x1))): what forward and inverse need (log g only for the log-determinant)."""
+        s = self.s.apply(params["s"], x1, ctx, self.n_transformed)
+        t = self.t.apply(params["t"], x1, ctx, self.n_transformed)
+        return t, self.scale.g(s, ctx)
+
     def _forward(self, params: Params, x: Any, ctx: Precision) -> Any:
         x1, x2 = self.split(x)
-        t, g, _ = self.shift_and_log_scale(params, x1, ctx)
+        t, g = self.shift_and_scale(params, x1, ctx)
         y2 = x2 * g + t if self.form == "realnvp" else (x2 + t) * g
         return self.merge(x1, y2)
 
     def _inverse(self, params: Params, y: Any, ctx: Precision) -> Any:
         y1, y2 = self.split(y)
-        t, g, _ = self.shift_and_log_scale(params, y1, ctx)
+        t, g = self.shift_and_scale(params, y1, ctx)
         x2 = (y2 - t) / g if self.form == "realnvp" else y2 / g - t
         return self.merge(y1, x2)
 

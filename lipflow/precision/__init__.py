@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 #: Names accepted by :func:`precision`; ``mpNN`` stands for mpmath with NN decimal digits.
-PRECISION_NAMES: tuple[str, ...] = (*FLOAT_FORMATS, *STRICT_FORMATS, "dd", "mpNN")
+PRECISION_NAMES: tuple[str, ...] = (*FLOAT_FORMATS, *STRICT_FORMATS, "dd", "td", "mpNN")
 
 _MP_NAME = re.compile(r"mp(\d+)")
 _MAX_DPS = 100_000
@@ -61,6 +61,10 @@ def precision(name: str) -> Precision:
         return strict_precision(key)
     if key in ("dd", "double-double"):
         return dd_precision()
+    if key in ("td", "triple-double"):
+        from lipflow.precision.tripledouble import td_precision  # its tables build on first use
+
+        return td_precision()
     match = _MP_NAME.fullmatch(key)
     if match:
         dps = int(match.group(1))
@@ -77,6 +81,8 @@ def infer_precision(x: Any) -> Precision:
     """The context matching the storage of array ``x`` (float16 array -> float16 context)."""
     if isinstance(x, DDArray):
         return precision("dd")
+    if type(x).__name__ == "TDArray":
+        return precision("td")
     dtype = getattr(x, "dtype", None)
     if dtype is None:
         x = onp.asarray(x)

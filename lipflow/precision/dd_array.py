@@ -16,6 +16,7 @@ from autograd.extend import VSpace
 from autograd.tracer import Box
 
 from lipflow.errors import LipflowError
+from lipflow.precision import accel
 from lipflow.precision import dd_kernels as k
 
 __all__ = [
@@ -280,17 +281,35 @@ def _plain(x: Any) -> onp.ndarray | None:
 # ---- elementwise implementations --------------------------------------------------------------
 
 
+def _compiled() -> Any:
+    """The numba kernels (:mod:`lipflow.precision.dd_numba`) when that backend is active, else
+    None; they are bit-identical to the NumPy kernels (see :mod:`lipflow.precision.accel`)."""
+    if accel.active_backend() != "numba":
+        return None
+    from lipflow.precision import dd_numba
+
+    return dd_numba
+
+
+def _binary(name: str, a: DDArray, b: DDArray | onp.ndarray) -> DDArray:
+    """A dd kernel of two dd operands, or of a dd and a float64 operand (``*_double``)."""
+    compiled = _compiled()
+    double = name.endswith("_double")
+    if compiled is not None:
+        return DDArray(*compiled.binary(name, a.hi, a.lo, b, None) if double
+                       else compiled.binary(name, a.hi, a.lo, b.hi, b.lo))
+    kernel = getattr(k, name)
+    return DDArray(*(kernel(a.hi, a.lo, b) if double else kernel(a.hi, a.lo, b.hi, b.lo)))
+
+
 def _add(a: Any, b: Any) -> DDArray:
     plain = _plain(b)
     if plain is not None:
-        a = as_dd(a)
-        return DDArray(*k.add_double(a.hi, a.lo, plain))
+        return _binary("add_double", as_dd(a), plain)
     plain = _plain(a)
     if plain is not None:
-        b = as_dd(b)
-        return DDArray(*k.add_double(b.hi, b.lo, plain))
-    a, b = as_dd(a), as_dd(b)
-    return DDArray(*k.add(a.hi, a.lo, b.hi, b.lo))
+        return _binary("add_double", as_dd(b), plain)
+    return _binary("add", as_dd(a), as_dd(b))
 
 
 def _sub(a: Any, b: Any) -> DDArray:
@@ -304,19 +323,15 @@ def _sub(a: Any, b: Any) -> DDArray:
 def _mul(a: Any, b: Any) -> DDArray:
     plain = _plain(b)
     if plain is not None:
-        a = as_dd(a)
-        return DDArray(*k.mul_double(a.hi, a.lo, plain))
+        return _binary("mul_double", as_dd(a), plain)
     plain = _plain(a)
     if plain is not None:
-        b = as_dd(b)
-        return DDArray(*k.mul_double(b.hi, b.lo, plain))
-    a, b = as_dd(a), as_dd(b)
-    return DDArray(*k.mul(a.hi, a.lo, b.hi, b.lo))
+        return _binary("mul_double", as_dd(b), plain)
+    return _binary("mul", as_dd(a), as_dd(b))
 
 
 def _div(a: Any, b: Any) -> DDArray:
-    a, b = as_dd(a), as_dd(b)
-    return DDArray(*k.div(a.hi, a.lo, b.hi, b.lo))
+    return _binary("div", as_dd(a), as_dd(b))
 
 
 def _abs(a: DDArray) -> DDArray:
@@ -364,8 +379,14 @@ def _chunked(kernel: Any, hi: onp.ndarray, lo: onp.ndarray) -> tuple[onp.ndarray
 
 
 def _wrap(kernel: Any) -> Any:
+    name = kernel.__name__
+    fused = name in ("exp", "expm1", "tanh", "sigmoid")
+
     def apply(x: Any) -> DDArray:
         x = as_dd(x)
+        compiled = _compiled() if fused else None
+        if compiled is not None:
+            return DDArray(*compiled.unary(name, x.hi, x.lo))
         return DDArray(*_chunked(kernel, x.hi, x.lo))
 
     apply.__name__ = kernel.__name__
@@ -408,9 +429,23 @@ def _dot(a: Any, b: Any) -> DDArray:
     if b.ndim > 2 or a.ndim == 0 or b.ndim == 0:
         raise TypeError("double-double dot supports a (..., k) times b (k,) or (k, m)")
     if a.ndim == 1 and b.ndim == 2:
-        hi, lo = k.dot(a.hi[None, :], a.lo[None, :], b.hi, b.lo)
+        hi, lo = _dot_pair(a.hi[None, :], a.lo[None, :], b.hi, b.lo)
         return DDArray(hi[0], lo[0])
-    return DDArray(*k.dot(a.hi, a.lo, b.hi, b.lo))
+    return DDArray(*_dot_pair(a.hi, a.lo, b.hi, b.lo))
+
+
+def _dot_pair(ah: onp.ndarray, al: onp.ndarray, bh: onp.ndarray, bl: onp.ndarray) -> k.Pair:
+    """``dd_kernels.dot``; its elementwise path compiled when numba is active (the products
+    that go through BLAS by exact slicing stay there)."""
+    compiled = _compiled()
+    if compiled is None or ah.ndim != 2 or bh.ndim not in (1, 2):
+        return k.dot(ah, al, bh, bl)
+    vector = bh.ndim == 1
+    bh2, bl2 = (bh[:, None], bl[:, None]) if vector else (bh, bl)
+    if bh2.shape[1] >= k.SLICED_MIN_COLUMNS and bh2.shape[0] >= k.SLICED_MIN_DEPTH:
+        return k.dot(ah, al, bh, bl)
+    hi, lo = compiled.dot(ah, al, bh2, bl2)
+    return (hi[:, 0], lo[:, 0]) if vector else (hi, lo)
 
 
 def _trace(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1, **kwargs: Any) -> DDArray:

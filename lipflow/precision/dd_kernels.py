@@ -475,16 +475,28 @@ def elu(ah, al) -> Pair:
 # ---- reductions -------------------------------------------------------------------------------
 
 
+def _sum_in_order(x: onp.ndarray) -> onp.ndarray:
+    """x[0] + x[1] + ... in this order, whatever the memory layout (``onp.sum`` switches to
+    pairwise summation along a contiguous axis), so the compiled kernels can match it bit for
+    bit; an empty x sums to zeros."""
+    if x.shape[0] == 0:
+        return onp.zeros(x.shape[1:])
+    total = onp.array(x[0], dtype=onp.float64)
+    for row in x[1:]:
+        total += row
+    return total
+
+
 def sum_along(ah, al, axis: int) -> Pair:
     """Sum along ``axis`` by a pairwise tree of TwoSums; all rounding errors (and the lo
     parts) are collected and added in float64 at the end (error ~ (log2 n) u^2 sum |a|)."""
     ah = onp.ascontiguousarray(onp.moveaxis(ah, axis, 0))  # halves: contiguous blocks
     al = onp.moveaxis(al, axis, 0)
-    errors = onp.sum(al, axis=0)
+    errors = _sum_in_order(al)
     while ah.shape[0] > 1:
         half = ah.shape[0] // 2
         s, e = two_sum(ah[:half], ah[half:2 * half])
-        errors = errors + onp.sum(e, axis=0)
+        errors = errors + _sum_in_order(e)
         ah = onp.concatenate([s, ah[2 * half:]]) if ah.shape[0] % 2 else s
     if ah.shape[0] == 0:
         return onp.zeros(ah.shape[1:]), onp.zeros(ah.shape[1:])
