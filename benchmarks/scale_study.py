@@ -254,7 +254,7 @@ def regression_runs(depth: int, steps: int, hidden: tuple[int, ...], lr: float, 
         config = RegressionConfig(flow_steps=depth, steps=steps, lr=lr, models=(name,), monitor_every=steps,
                                   **({"nf_coeff": float(coeff)} if coeff else {}))
         start_cpu, start_wall = cpu_seconds(), time.perf_counter()
-        result = run_regression(config, seed=seed, progress=False)
+        result = run_regression(config, seed=seed, progress=False, backend=backend)
         row = result["rows"][0]
         rows.append({"model": model, "depth": depth, "steps": steps, "hidden": "10x10", "lr": lr, "seed": seed,
                      "backend": backend.name,

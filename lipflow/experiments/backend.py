@@ -71,6 +71,16 @@ class NumpyBackend:
         return fit(objective or nf, params, sample, steps=steps, adam=AdamConfig(lr=lr), seed=seed,
                    progress=progress, description=description)
 
+    def fit(self, loss: Any, model: Any, params: Any, sample: Sampler, *, steps: int, lr: float, seed: int,
+            train_precision: str = "float32", monitor: Any = None, monitor_every: int = 0, progress: bool = True,
+            description: str = "training") -> TrainResult:
+        """Adam on ``loss(ops, params, batch, step)``, a loss written once against
+        :class:`lipflow.experiments.engines.NumpyOps`/``TorchOps`` (see that module)."""
+        from lipflow.experiments.engines import numpy_fit
+
+        return numpy_fit(loss, model, params, sample, steps=steps, lr=lr, seed=seed, train_precision=train_precision,
+                         monitor=monitor, monitor_every=monitor_every, progress=progress, description=description)
+
 
 @dataclass(frozen=True)
 class TorchBackend:
@@ -129,6 +139,17 @@ class TorchBackend:
         _, trained = from_torch(module)
         result.params = _as_float64(trained)
         return result
+
+    def fit(self, loss: Any, model: Any, params: Any, sample: Sampler, *, steps: int, lr: float, seed: int,
+            train_precision: str = "float32", monitor: Any = None, monitor_every: int = 0, progress: bool = True,
+            description: str = "training") -> TrainResult:
+        """Adam on ``loss(ops, params, batch, step)`` in torch on this device (see
+        :func:`lipflow.experiments.engines.torch_fit`)."""
+        from lipflow.experiments.engines import torch_fit
+
+        return torch_fit(loss, model, params, sample, steps=steps, lr=lr, seed=seed, train_precision=train_precision,
+                         device=self.device, monitor=monitor, monitor_every=monitor_every, progress=progress,
+                         description=description)
 
 
 Backend = NumpyBackend | TorchBackend
