@@ -129,8 +129,13 @@ def failure_profile(flow: Flow, params: Any, ctx: Precision, n: int, rng: onp.ra
         rows.append({"norm_low": low, "norm_high": high, "n": count, "n_nonfinite": nonfinite, "n_huge": huge,
                      "pct_failed": 100.0 * (nonfinite + huge) / count if count else onp.nan,
                      "max_abs_sample": float(onp.max(size[inside & finite])) if onp.any(inside & finite) else onp.nan,
-                     "min_scale_g": min_scale_on_inverse(flow, params, z[inside], ctx) if count else onp.nan})
+                     "min_scale_g": _quiet_min_scale(flow, params, z[inside], ctx) if count else onp.nan})
     return rows
+
+
+def _quiet_min_scale(flow: Flow, params: Any, z: onp.ndarray, ctx: Precision) -> float:
+    with onp.errstate(all="ignore"):  # overflow here is what is being counted, not a fault
+        return min_scale_on_inverse(flow, params, z, ctx)
 
 
 def run_remedies(config: RemediesConfig, seed: int = 0, progress: bool = True, backend: Backend | None = None,
