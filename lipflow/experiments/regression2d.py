@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -150,9 +151,12 @@ def make_objective(flow: Flow, name: str, config: RegressionConfig, x: Any, y: A
 
 
 def run_regression(config: RegressionConfig, seed: int = 0, progress: bool = True,
-                   backend: Backend | None = None) -> dict[str, Any]:
+                   backend: Backend | None = None,
+                   on_record: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train each model on the same data from the same initialisation on ``backend`` (NumPy by
-    default); monitor and evaluate on lipflow's blocks."""
+    default); monitor and evaluate on lipflow's blocks. ``on_record`` receives each monitor
+    record (with its model name) as soon as it is measured, e.g. to save a long run's history
+    as it grows."""
     backend = backend or NumpyBackend()
     x, y = regression_pairs(config.n_train, onp.random.default_rng(seed))
     x_test, y_test = regression_pairs(config.n_test, onp.random.default_rng(seed + 1))
@@ -165,10 +169,14 @@ def run_regression(config: RegressionConfig, seed: int = 0, progress: bool = Tru
     def sample(step: int, rng: onp.random.Generator) -> Any:
         return x, y, fd.directions(rng, x.shape)
 
-    def monitor(step: int, p: Any) -> dict[str, float]:
-        return _measure(flow, p, x_monitor)
-
     for name in config.models:
+
+        def monitor(step: int, p: Any, name: str = name) -> dict[str, float]:
+            measured = _measure(flow, p, x_monitor)
+            if on_record is not None:
+                on_record({"model": name, "step": step, **measured})
+            return measured
+
         with stopwatch() as clock:
             result = backend.fit(regression_loss(flow, name, config), Model(flow), flow.init(seed), sample,
                                  steps=config.steps, lr=config.lr, seed=seed, train_precision=config.train_precision,
