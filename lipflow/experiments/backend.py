@@ -4,7 +4,9 @@ An experiment defines its data (a sampler), its model (a lipflow :class:`~lipflo
 and initial params) and its loss (the NF loss, paper Eq. 7); a backend supplies only the blocks'
 numerics, autodiff and Adam, and hands back float64 master params. Evaluation (reconstruction
 errors at the requested precision, float64 references) always runs on lipflow's own blocks, so
-both backends write the same outputs, CSV columns and figures.
+both backends write the same outputs, CSV columns and figures. Experiments with other losses
+(the classifier's cross-entropy, the regression's MSE, with FD/NF terms) write them once against
+an array namespace and train with ``backend.fit`` (:mod:`lipflow.experiments.engines`).
 
 - ``numpy``: HIPS autograd on lipflow's blocks (:func:`lipflow.train.fit`), any precision.
 - ``torch``: the flow exported by :func:`lipflow.interop.torch.to_torch` (same numerics to

@@ -35,8 +35,10 @@ __all__ = [
     "NumpyOps",
     "TorchOps",
     "fd_penalty",
+    "loss_and_gradient",
     "nf_nll",
     "numpy_fit",
+    "torch_dtype",
     "torch_fit",
 ]
 
@@ -242,6 +244,7 @@ def _to_numpy_params(model: Model, handles: Any) -> Any:
 
 
 def torch_dtype(train_precision: str) -> Any:
+    """The torch dtype that trains at ``train_precision`` (float32 or float64)."""
     import torch
 
     dtypes = {"float32": torch.float32, "float64": torch.float64}
