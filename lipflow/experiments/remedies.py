@@ -208,10 +208,17 @@ def plot_failures(profile: list[dict[str, Any]]) -> Any:
             centre = [(r["norm_low"] + r["norm_high"]) / 2 for r in rows]
             label = name if k == 0 else None
             axes[0].plot(centre, [r["pct_failed"] for r in rows], "o-", ms=3, color=f"C{index}", label=label)
-            bad = [(c, r["n_nonfinite"]) for c, r in zip(centre, rows, strict=True) if r["n_nonfinite"]]
-            for c, count in bad:
-                axes[0].annotate(f"{count} inf", (c, 100), fontsize=7, color=f"C{index}")
             axes[1].semilogy(centre, [r["max_abs_sample"] for r in rows], "o-", ms=3, color=f"C{index}", label=label)
+        totals: dict[float, int] = {}
+        for r in mine:
+            centre_of_bin = (r["norm_low"] + r["norm_high"]) / 2
+            totals[centre_of_bin] = totals.get(centre_of_bin, 0) + int(r["n_nonfinite"])
+        for centre_of_bin, count in totals.items():
+            if count:
+                axes[0].annotate(f"{count}", (centre_of_bin, 97 - 5 * index), fontsize=7, ha="center",
+                                 color=f"C{index}")
+    axes[0].text(0.01, 0.99, "numbers: non-finite samples, all seeds", transform=axes[0].transAxes, fontsize=7,
+                 va="top", color="grey")
     axes[1].axhline(HUGE, color="grey", ls=":", lw=0.8)
     axes[0].set_ylabel(f"% of samples non-finite or with |x_i| > {HUGE:g}")
     axes[0].set_ylim(-3, 103)
