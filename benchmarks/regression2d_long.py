@@ -99,6 +99,38 @@ def report(paths: list[Path]) -> str:
     return "\n".join(lines)
 
 
+def plot(paths: list[Path], out: Path) -> None:
+    """Worst-point cond(J_F) and max float32 round-trip error (200 test points) against the
+    training step, one colour per model, one line per seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lipflow.experiments.common import save_figure
+
+    rows = [row for path in paths for row in read(path) if row["kind"] == "checkpoint"]
+    models = list(dict.fromkeys(row["model"] for row in rows))
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    for index, model in enumerate(models):
+        for k, seed in enumerate(sorted({row["seed"] for row in rows if row["model"] == model})):
+            mine = sorted((r for r in rows if r["model"] == model and r["seed"] == seed), key=lambda r: int(r["step"]))
+            steps = [int(r["step"]) for r in mine]
+            for axis, key in zip(axes, ("worst_cond", "max_error_f32"), strict=True):
+                axis.semilogy(steps, [float(r[key]) for r in mine], "o-", ms=3, color=f"C{index}",
+                              label=model if k == 0 else None)
+    axes[0].set_ylabel("worst cond(J_F) over 200 test points")
+    axes[1].set_ylabel("max ||x - F^-1(F(x))||_2 at float32")
+    for axis in axes:
+        axis.set_xlabel("full-batch Adam step")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    first = rows[0] if rows else {"flow_steps": "?", "lr": "?"}
+    figure.suptitle(f"regression2d, {first['flow_steps']} flow steps, lr {first['lr']}: stability against training "
+                    "length (one line per seed)", fontsize=11)
+    save_figure(figure, out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="the CSV (rewritten atomically, resumable)")
@@ -111,9 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default="torch", choices=("numpy", "torch"))
     parser.add_argument("--report", action="store_true", help="print the Markdown table; train nothing")
     parser.add_argument("--merge", type=Path, nargs="*", default=[], help="with --report: further CSVs to include")
+    parser.add_argument("--plot", type=Path, help="with --report: also draw the checkpoints to this PNG")
     args = parser.parse_args(argv)
     if args.report:
         print(report([args.out, *args.merge]))
+        if args.plot:
+            plot([args.out, *args.merge], args.plot)
         return 0
     run(args)
     return 0
