@@ -223,7 +223,8 @@ def classifier_runs(depth: int, steps: int, hidden: tuple[int, ...], lr: float, 
         if coeff is not None:
             config = ClassifierConfig(depth=depth, steps=steps, hidden=hidden, lr=lr, fd_coeff=coeff, nf_coeff=coeff)
         start_cpu, start_wall = cpu_seconds(), time.perf_counter()
-        row, _ = train_and_measure(architecture, regulariser, data, config, seed=seed, progress=False)
+        row, _ = train_and_measure(architecture, regulariser, data, config, seed=seed, progress=False,
+                                   backend=backend)
         rows.append({"model": model, "depth": depth, "steps": steps, "hidden": "x".join(map(str, hidden)), "lr": lr,
                      "seed": seed, "backend": backend.name,
                      **{k: row[k] for k in ("test_acc", "recon_max", "recon_pct_inf", "cond_median", "cond_max",
@@ -254,7 +255,7 @@ def regression_runs(depth: int, steps: int, hidden: tuple[int, ...], lr: float, 
         config = RegressionConfig(flow_steps=depth, steps=steps, lr=lr, models=(name,), monitor_every=steps,
                                   **({"nf_coeff": float(coeff)} if coeff else {}))
         start_cpu, start_wall = cpu_seconds(), time.perf_counter()
-        result = run_regression(config, seed=seed, progress=False)
+        result = run_regression(config, seed=seed, progress=False, backend=backend)
         row = result["rows"][0]
         rows.append({"model": model, "depth": depth, "steps": steps, "hidden": "10x10", "lr": lr, "seed": seed,
                      "backend": backend.name,

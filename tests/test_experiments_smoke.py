@@ -24,7 +24,7 @@ TINY = {
 FILES = {
     "checkerboard": ["checkerboard.csv", "checkerboard_grid.csv", "checkerboard.png"],
     "iresnet": ["iresnet_coeff.csv", "iresnet_iterations.csv", "iresnet.png"],
-    "remedies": ["remedies.csv", "remedies.png"],
+    "remedies": ["remedies.csv", "remedies.png", "remedies_failures.csv", "remedies_failures.png"],
 }
 
 

@@ -4,7 +4,9 @@ An experiment defines its data (a sampler), its model (a lipflow :class:`~lipflo
 and initial params) and its loss (the NF loss, paper Eq. 7); a backend supplies only the blocks'
 numerics, autodiff and Adam, and hands back float64 master params. Evaluation (reconstruction
 errors at the requested precision, float64 references) always runs on lipflow's own blocks, so
-both backends write the same outputs, CSV columns and figures.
+both backends write the same outputs, CSV columns and figures. Experiments with other losses
+(the classifier's cross-entropy, the regression's MSE, with FD/NF terms) write them once against
+an array namespace and train with ``backend.fit`` (:mod:`lipflow.experiments.engines`).
 
 - ``numpy``: HIPS autograd on lipflow's blocks (:func:`lipflow.train.fit`), any precision.
 - ``torch``: the flow exported by :func:`lipflow.interop.torch.to_torch` (same numerics to
@@ -71,6 +73,16 @@ class NumpyBackend:
         return fit(objective or nf, params, sample, steps=steps, adam=AdamConfig(lr=lr), seed=seed,
                    progress=progress, description=description)
 
+    def fit(self, loss: Any, model: Any, params: Any, sample: Sampler, *, steps: int, lr: float, seed: int,
+            train_precision: str = "float32", monitor: Any = None, monitor_every: int = 0, progress: bool = True,
+            description: str = "training") -> TrainResult:
+        """Adam on ``loss(ops, params, batch, step)``, a loss written once against
+        :class:`lipflow.experiments.engines.NumpyOps`/``TorchOps`` (see that module)."""
+        from lipflow.experiments.engines import numpy_fit
+
+        return numpy_fit(loss, model, params, sample, steps=steps, lr=lr, seed=seed, train_precision=train_precision,
+                         monitor=monitor, monitor_every=monitor_every, progress=progress, description=description)
+
 
 @dataclass(frozen=True)
 class TorchBackend:
@@ -129,6 +141,17 @@ class TorchBackend:
         _, trained = from_torch(module)
         result.params = _as_float64(trained)
         return result
+
+    def fit(self, loss: Any, model: Any, params: Any, sample: Sampler, *, steps: int, lr: float, seed: int,
+            train_precision: str = "float32", monitor: Any = None, monitor_every: int = 0, progress: bool = True,
+            description: str = "training") -> TrainResult:
+        """Adam on ``loss(ops, params, batch, step)`` in torch on this device (see
+        :func:`lipflow.experiments.engines.torch_fit`)."""
+        from lipflow.experiments.engines import torch_fit
+
+        return torch_fit(loss, model, params, sample, steps=steps, lr=lr, seed=seed, train_precision=train_precision,
+                         device=self.device, monitor=monitor, monitor_every=monitor_every, progress=progress,
+                         description=description)
 
 
 Backend = NumpyBackend | TorchBackend

@@ -21,6 +21,7 @@ import numpy as onp
 
 from lipflow.analysis import jacobian_spectrum
 from lipflow.errors import LipflowError
+from lipflow.experiments.backend import Backend, NumpyBackend, add_backend_arguments, backend_from_args
 from lipflow.experiments.common import (
     add_common_arguments,
     check_non_negative,
@@ -34,17 +35,17 @@ from lipflow.experiments.common import (
     write_csv,
 )
 from lipflow.experiments.data import Digits, load_digits
+from lipflow.experiments.engines import Loss, Model, fd_penalty, nf_nll
 from lipflow.experiments.inn_classifier import (
     ARCHITECTURES,
     ClassifierModel,
     accuracy,
     build_classifier,
-    cross_entropy,
     gradient_probe,
+    head_cross_entropy,
     one_hot,
 )
-from lipflow.precision import precision
-from lipflow.train import AdamConfig, FDRegulariser, NFRegulariser, fit
+from lipflow.train import FDRegulariser
 
 __all__ = [
     "DEFAULT",
@@ -54,6 +55,7 @@ __all__ = [
     "REGULARISERS",
     "ClassifierConfig",
     "add_arguments",
+    "classifier_loss",
     "plot_classifier",
     "run",
     "run_classifier",
@@ -99,24 +101,25 @@ DEFAULT = ClassifierConfig(steps=150, lr=1e-2, fd_coeff=1e-2, nf_coeff=1e-2)
 QUICK = ClassifierConfig(depth=2, hidden=(8,), steps=4, batch=16, probe_every=2, probe_size=16, spectrum_points=5)
 
 
-def _objective(model: ClassifierModel, regulariser: str, config: ClassifierConfig) -> Any:
-    """objective(params, (x, targets, fd directions), step) for ``fit``."""
-    ctx = precision(config.train_precision)
+def classifier_loss(model: ClassifierModel, regulariser: str, config: ClassifierConfig) -> Loss:
+    """loss(ops, params, (x, targets, fd directions), step), written once for both backends:
+    cross-entropy of the head on F(x), plus the FD penalty (Eq. 6, on its steps) or the NF
+    objective times its coefficient (Sec. 3.3.2)."""
     fd = FDRegulariser(config.fd_coeff, config.fd_coeff, config.fd_eps, config.fd_every)
-    nf = NFRegulariser(config.nf_coeff)
+    flow = model.flow
 
-    def objective(params: Any, batch: Any, step: int) -> Any:
+    def loss(ops: Any, params: Any, batch: Any, step: int) -> Any:
         x, targets, directions = batch
-        x = ctx.cast(x)
-        z = model.flow.forward(params["flow"], x, ctx=ctx)
-        loss = cross_entropy(model, params["head"], z, targets, ctx)
+        x = ops.asarray(x)
+        z = ops.forward(flow, params["flow"], x)
+        value = head_cross_entropy(ops, model, params["head"], z, targets)
         if regulariser == "fd" and fd.active(step):
-            loss = loss + fd(model.flow, params["flow"], x, directions, ctx=ctx)
+            value = value + fd_penalty(ops, flow, params["flow"], x, directions, fd)
         if regulariser == "nf":
-            loss = loss + nf(model.flow, params["flow"], x, ctx=ctx)
-        return loss
+            value = value + config.nf_coeff * nf_nll(ops, *ops.forward_and_logdet(flow, params["flow"], x))
+        return value
 
-    return objective
+    return loss
 
 
 def _sampler(data: Digits, config: ClassifierConfig) -> Any:
@@ -134,9 +137,11 @@ def _sampler(data: Digits, config: ClassifierConfig) -> Any:
 
 def train_and_measure(
     architecture: str, regulariser: str, data: Digits, config: ClassifierConfig, seed: int = 0,
-    progress: bool = True,
+    progress: bool = True, backend: Backend | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Train one classifier; return its summary row and its gradient-probe records."""
+    """Train one classifier on ``backend`` (NumPy by default); return its summary row and its
+    gradient-probe records (probes and evaluation run on lipflow's blocks)."""
+    backend = backend or NumpyBackend()
     if regulariser not in REGULARISERS:
         raise LipflowError(f"unknown regulariser {regulariser!r}; choose from {', '.join(REGULARISERS)}")
     dim = data.x_train.shape[1]
@@ -152,10 +157,11 @@ def train_and_measure(
         return record
 
     with stopwatch() as clock:
-        result = fit(_objective(model, regulariser, config), model.init(seed), _sampler(data, config),
-                     steps=config.steps, adam=AdamConfig(lr=config.lr), seed=seed, monitor=timed_probe,
-                     monitor_every=config.probe_every, progress=progress,
-                     description=f"classifier {architecture}/{regulariser}")
+        result = backend.fit(classifier_loss(model, regulariser, config), Model(parts={"flow": model.flow}),
+                             model.init(seed), _sampler(data, config), steps=config.steps, lr=config.lr, seed=seed,
+                             train_precision=config.train_precision, monitor=timed_probe,
+                             monitor_every=config.probe_every, progress=progress,
+                             description=f"classifier {architecture}/{regulariser}")
     params = result.params
     x_test = data.x_test - CENTRE
     errors = summarise_errors(reconstruction_errors(model.flow, params["flow"], x_test, config.eval_precision))
@@ -183,13 +189,14 @@ def train_and_measure(
     return row, records
 
 
-def run_classifier(config: ClassifierConfig, seed: int = 0, progress: bool = True) -> dict[str, Any]:
+def run_classifier(config: ClassifierConfig, seed: int = 0, progress: bool = True,
+                   backend: Backend | None = None) -> dict[str, Any]:
     """Every (architecture, regulariser) pair; the same data split, seed and batches for all."""
     data = load_digits(seed=seed)
     rows, records = [], []
     for architecture in config.architectures:
         for regulariser in config.regularisers:
-            row, probe = train_and_measure(architecture, regulariser, data, config, seed, progress)
+            row, probe = train_and_measure(architecture, regulariser, data, config, seed, progress, backend)
             rows.append(row)
             records += probe
     return {"rows": rows, "records": records, "config": config}
@@ -301,6 +308,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"NF regulariser coefficient (default {DEFAULT.nf_coeff:g}; --full: 1e-4)")
     parser.add_argument("--architectures", nargs="+", choices=ARCHITECTURES, help="default: both")
     parser.add_argument("--regularisers", nargs="+", choices=REGULARISERS, help="default: none fd nf")
+    add_backend_arguments(parser)
 
 
 def config_from_args(args: argparse.Namespace) -> ClassifierConfig:
@@ -323,9 +331,10 @@ def config_from_args(args: argparse.Namespace) -> ClassifierConfig:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    backend = backend_from_args(args)
     out = Path(args.out)
     with stopwatch() as clock:
-        results = run_classifier(config, seed=args.seed, progress=not args.no_progress)
+        results = run_classifier(config, seed=args.seed, progress=not args.no_progress, backend=backend)
     write_csv(out / "classifier.csv", results["rows"])
     write_csv(out / "classifier_angles.csv", results["records"])
     save_figure(plot_classifier(results), out / "classifier.png")

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import autograd.numpy as anp
 import numpy as onp
 
 from lipflow.blocks import MLP, AdditiveCoupling, AffineCoupling, Block, Flow, Permutation, Sigmoid
 from lipflow.errors import LipflowError
+from lipflow.experiments.engines import NumpyOps
 from lipflow.precision import Precision, resolve_precision
 from lipflow.train import gradient_angle, memory_saving_grad, ordinary_grad
 
@@ -28,6 +28,7 @@ __all__ = [
     "build_classifier",
     "cross_entropy",
     "gradient_probe",
+    "head_cross_entropy",
     "one_hot",
 ]
 
@@ -85,12 +86,18 @@ def one_hot(labels: onp.ndarray, n_classes: int = N_CLASSES) -> onp.ndarray:
     return onp.eye(n_classes)[labels]
 
 
+def head_cross_entropy(ops: Any, model: ClassifierModel, head: Any, z: Any, targets: Any) -> Any:
+    """Mean softmax cross-entropy of the head on z against one-hot ``targets``, written once
+    against a backend's namespace ``ops`` (:mod:`lipflow.experiments.engines`)."""
+    logits = ops.dot(z[:, : model.head_dims], ops.param(head["weights"])) + ops.param(head["bias"])
+    shifted = logits - ops.max(logits, axis=1)
+    log_probs = shifted - ops.log(ops.sum(ops.exp(shifted), axis=1))[:, None]
+    return -ops.mean(ops.sum(ops.asarray(targets) * log_probs, axis=1))
+
+
 def cross_entropy(model: ClassifierModel, head: Any, z: Any, targets: onp.ndarray, ctx: Precision) -> Any:
     """Mean softmax cross-entropy of the head on z against one-hot ``targets``, at ``ctx``."""
-    logits = model.logits(head, z, ctx)
-    shifted = logits - anp.max(logits, axis=1, keepdims=True)
-    log_probs = shifted - ctx.log(ctx.sum(ctx.exp(shifted), axis=1))[:, None]
-    return -anp.mean(ctx.sum(ctx.cast(targets) * log_probs, axis=1))
+    return head_cross_entropy(NumpyOps(ctx), model, head, z, targets)
 
 
 def accuracy(model: ClassifierModel, params: Any, x: onp.ndarray, labels: onp.ndarray,

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import autograd.numpy as anp
 import numpy as onp
 
 from lipflow.analysis.jacobian import jacobian_spectrum
 from lipflow.blocks import MLP, ActNorm, AffineCoupling, Block, Flow, Reverse, Sigmoid
+from lipflow.errors import LipflowError
+from lipflow.experiments.backend import Backend, NumpyBackend, add_backend_arguments, backend_from_args
 from lipflow.experiments.common import (
     add_common_arguments,
     check_non_negative,
@@ -33,18 +35,21 @@ from lipflow.experiments.common import (
     write_csv,
 )
 from lipflow.experiments.data import regression_pairs
+from lipflow.experiments.engines import Loss, Model, NumpyOps, fd_penalty, nf_nll
 from lipflow.precision import precision
-from lipflow.train import AdamConfig, FDRegulariser, fit, standard_normal_logpdf
+from lipflow.train import FDRegulariser
 
 __all__ = [
     "DESCRIPTION",
     "FULL",
     "MODELS",
+    "QUICK",
     "RegressionConfig",
     "add_arguments",
     "build_flow",
     "fd_regulariser",
     "make_objective",
+    "regression_loss",
     "run",
     "run_regression",
 ]
@@ -71,9 +76,12 @@ class RegressionConfig:
     fd_every: int = 10
     monitor_every: int = 25
     models: tuple[str, ...] = MODELS
+    train_precision: str = "float64"
 
 
 FULL = RegressionConfig(flow_steps=24, steps=40_000, n_train=512, lr=1e-4, fd_every=1, monitor_every=1000)
+#: ``--quick``: a smoke size for tests (seconds; shows nothing)
+QUICK = RegressionConfig(flow_steps=1, steps=4, n_train=16, n_test=40, n_monitor=20, monitor_every=2)
 
 
 def build_flow(config: RegressionConfig) -> Flow:
@@ -109,27 +117,47 @@ def fd_regulariser(config: RegressionConfig) -> FDRegulariser:
     return FDRegulariser(config.fd_coeff, config.fd_coeff, config.fd_eps, every=config.fd_every)
 
 
-def make_objective(flow: Flow, name: str, config: RegressionConfig, x: Any, y: Any) -> Any:
-    """objective(params, noise, step) of model ``name``: MSE(F(x), y), plus the NF term
-    (Sec. 3.3.2) for "nf" or the FD penalty (Eq. 6, on its steps) for "fd"; noise is the FD
-    directions drawn by ``fd_regulariser(config).directions``."""
-    ctx = precision("float64")
+def regression_loss(flow: Flow, name: str, config: RegressionConfig) -> Loss:
+    """loss(ops, params, (x, y, noise), step) of model ``name``, written once for both backends:
+    MSE(F(x), y), plus the NF term (Sec. 3.3.2) for "nf" or the FD penalty (Eq. 6, on its
+    steps) for "fd"; noise is the FD directions drawn by ``fd_regulariser(config).directions``."""
+    if name not in MODELS:
+        raise LipflowError(f"unknown regression model {name!r}; choose from {', '.join(MODELS)}")
     fd = fd_regulariser(config)
 
-    def objective(p: Any, noise: Any, step: int) -> Any:
-        z, logdet = flow.forward_and_logdet(p, x, ctx=ctx)
-        loss = anp.mean(anp.sum((z - y) ** 2, axis=1))
+    def loss(ops: Any, p: Any, batch: Any, step: int) -> Any:
+        x, y, noise = batch
+        x, y = ops.asarray(x), ops.asarray(y)
+        z, logdet = ops.forward_and_logdet(flow, p, x)
+        value = ops.mean(ops.sum((z - y) ** 2, axis=1))
         if name == "nf":
-            loss = loss + config.nf_coeff * anp.mean(-(standard_normal_logpdf(z, ctx) + logdet))
+            value = value + config.nf_coeff * nf_nll(ops, z, logdet)
         if name == "fd" and fd.active(step):
-            loss = loss + fd(flow, p, x, noise, ctx=ctx)
-        return loss
+            value = value + fd_penalty(ops, flow, p, x, noise, fd)
+        return value
+
+    return loss
+
+
+def make_objective(flow: Flow, name: str, config: RegressionConfig, x: Any, y: Any) -> Any:
+    """objective(params, noise, step) for :func:`lipflow.train.fit`: :func:`regression_loss` on
+    the fixed full batch (x, y) on lipflow's blocks at the training precision."""
+    loss, ops = regression_loss(flow, name, config), NumpyOps(config.train_precision)
+
+    def objective(p: Any, noise: Any, step: int) -> Any:
+        return loss(ops, p, (x, y, noise), step)
 
     return objective
 
 
-def run_regression(config: RegressionConfig, seed: int = 0, progress: bool = True) -> dict[str, Any]:
-    """Train each model on the same data from the same initialisation; monitor and evaluate."""
+def run_regression(config: RegressionConfig, seed: int = 0, progress: bool = True,
+                   backend: Backend | None = None,
+                   on_record: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train each model on the same data from the same initialisation on ``backend`` (NumPy by
+    default); monitor and evaluate on lipflow's blocks. ``on_record`` receives each monitor
+    record (with its model name) as soon as it is measured, e.g. to save a long run's history
+    as it grows."""
+    backend = backend or NumpyBackend()
     x, y = regression_pairs(config.n_train, onp.random.default_rng(seed))
     x_test, y_test = regression_pairs(config.n_test, onp.random.default_rng(seed + 1))
     x_monitor = x_test[: config.n_monitor]
@@ -137,16 +165,23 @@ def run_regression(config: RegressionConfig, seed: int = 0, progress: bool = Tru
     ctx = precision("float64")
     fd = fd_regulariser(config)
     rows, history, outputs, test_errors = [], [], {}, {}
+
+    def sample(step: int, rng: onp.random.Generator) -> Any:
+        return x, y, fd.directions(rng, x.shape)
+
     for name in config.models:
 
-        objective = make_objective(flow, name, config, x, y)
-        def monitor(step: int, p: Any) -> dict[str, float]:
-            return _measure(flow, p, x_monitor)
+        def monitor(step: int, p: Any, name: str = name) -> dict[str, float]:
+            measured = _measure(flow, p, x_monitor)
+            if on_record is not None:
+                on_record({"model": name, "step": step, **measured})
+            return measured
 
         with stopwatch() as clock:
-            result = fit(objective, flow.init(seed), lambda step, rng: fd.directions(rng, x.shape),
-                         steps=config.steps, adam=AdamConfig(lr=config.lr), seed=seed, monitor=monitor,
-                         monitor_every=config.monitor_every, progress=progress, description=f"regression2d {name}")
+            result = backend.fit(regression_loss(flow, name, config), Model(flow), flow.init(seed), sample,
+                                 steps=config.steps, lr=config.lr, seed=seed, train_precision=config.train_precision,
+                                 monitor=monitor, monitor_every=config.monitor_every, progress=progress,
+                                 description=f"regression2d {name}")
         for record in result.records:
             step = int(record["step"])
             history.append({"model": name, **record,
@@ -235,10 +270,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fd-every", type=positive_int, help="apply the FD penalty every k steps (default 10)")
     parser.add_argument("--monitor-every", type=positive_int, help="monitor every k steps (default 25)")
     parser.add_argument("--models", nargs="+", choices=MODELS, help="which models (default: all three)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke size (1 flow step, 16 pairs, 4 Adam steps; shows nothing)")
+    add_backend_arguments(parser)
 
 
 def config_from_args(args: argparse.Namespace) -> RegressionConfig:
-    config = FULL if args.full else RegressionConfig()
+    if args.full and args.quick:
+        raise LipflowError("--full and --quick exclude each other; pick one")
+    config = FULL if args.full else QUICK if args.quick else RegressionConfig()
     keys = ("steps", "flow_steps", "lr", "n_train", "nf_coeff", "fd_coeff", "fd_every", "monitor_every")
     changes = {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
     if args.models:
@@ -251,9 +291,10 @@ def config_from_args(args: argparse.Namespace) -> RegressionConfig:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    backend = backend_from_args(args)
     out = Path(args.out)
     with stopwatch() as clock:
-        results = run_regression(config, seed=args.seed, progress=not args.no_progress)
+        results = run_regression(config, seed=args.seed, progress=not args.no_progress, backend=backend)
     write_csv(out / "regression2d.csv", results["rows"])
     write_csv(out / "regression2d_history.csv", results["history"])
     save_figure(plot_regression(results), out / "regression2d.png")
