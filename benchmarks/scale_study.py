@@ -96,6 +96,7 @@ def checkerboard_runs(depth: int, steps: int, hidden: tuple[int, ...], lr: float
                      "inside_max": inside["max"], "inside_median": inside["median"],
                      "outside_max": outside["max"], "outside_median": outside["median"],
                      "outside_n_inf": outside["n_inf"], "outside_pct_inf": outside["pct_inf"],
+                     "inside_min_logdet": inside["min_logdet"], "outside_min_logdet": outside["min_logdet"],
                      "test_nll": inside["test_nll"], "skipped_steps": inside["skipped_steps"],
                      "cpu_seconds": cpu_seconds() - start_cpu, "wall_seconds": time.perf_counter() - start_wall})
     return rows
