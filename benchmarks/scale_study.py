@@ -9,7 +9,8 @@ wall and CPU seconds (user + system, this process). Run it at one BLAS/torch thr
         python benchmarks/scale_study.py checkerboard --out results/study/checkerboard.csv
     python benchmarks/scale_study.py checkerboard --out ... --plot docs/assets/experiments/checkerboard_study.png
 
-Studies: ``checkerboard`` (affine (0,1) out-of-box error vs depth x steps x lr), ``remedies``
+Studies: ``checkerboard`` (affine (0,1) out-of-box error, its ratio to the in-box error and the
+smallest float64 log|det J_F| outside the box vs depth x steps x width x lr), ``remedies``
 (sigmoid-Glow sampling failures near z = 0 vs steps x lr), ``attack`` (rise of the float32 error
 inside the dequantisation box, 16 test digits, 100 attack steps), ``ood`` (% non-finite float32
 round trips on 3 x 500 noise images vs depth x width x steps), ``classifier`` (Table 2: the
@@ -96,6 +97,8 @@ def checkerboard_runs(depth: int, steps: int, hidden: tuple[int, ...], lr: float
                      "inside_max": inside["max"], "inside_median": inside["median"],
                      "outside_max": outside["max"], "outside_median": outside["median"],
                      "outside_n_inf": outside["n_inf"], "outside_pct_inf": outside["pct_inf"],
+                     "outside_over_inside": outside["max"] / inside["max"],
+                     "inside_min_logdet": inside["min_logdet"], "outside_min_logdet": outside["min_logdet"],
                      "test_nll": inside["test_nll"], "skipped_steps": inside["skipped_steps"],
                      "cpu_seconds": cpu_seconds() - start_cpu, "wall_seconds": time.perf_counter() - start_wall})
     return rows
@@ -350,7 +353,8 @@ def summarise(rows: list[dict[str, str]], metric: str) -> dict[tuple[str, ...], 
 
 
 #: per study: the metrics tabulated (median [min, max] over seeds) and the one plotted
-METRICS = {"checkerboard": (["inside_max", "outside_max", "outside_n_inf", "test_nll", "cpu_seconds"], "outside_max"),
+METRICS = {"checkerboard": (["inside_max", "outside_max", "outside_over_inside", "outside_n_inf", "outside_min_logdet",
+                             "test_nll", "cpu_seconds"], "outside_max"),
            "remedies": (["pct_nonfinite_near0", "max_z_error_near0", "max_z_error_r1", "min_scale_g",
                          "max_abs_sample", "test_bits_per_dim", "cpu_seconds"], "min_scale_g"),
            "attack": (["clean_median", "worst_median", "worst_max", "worst_n_inf", "rise_median", "test_bpd",

@@ -50,6 +50,25 @@ def test_checkerboard_counts_every_grid_point(tmp_path):
         assert total == 16 * 16  # [-8, 8)^2 at step 1: inside + outside cover the grid
 
 
+def test_checkerboard_quick_logdet_respects_the_scale_ranges(tmp_path):
+    """--quick is the smoke size; the float64 log|det J_F| column obeys the scale ranges exactly:
+    g in (0, 1) gives log det < 0, g in (0.5, 1) gives depth * log(0.5) < log det < 0."""
+    out = tmp_path / "quick"
+    assert main(["reproduce", "checkerboard", "--quick", "--out", str(out), "--no-progress"]) == 0
+    with open(out / "checkerboard.csv") as stream:
+        rows = list(csv.DictReader(stream))
+    assert sum(int(r["n"]) for r in rows if r["model"] == "affine") == 16 * 16
+    logdets = {(r["model"], r["region"]): float(r["min_logdet"]) for r in rows}
+    assert all(math.isfinite(v) for v in logdets.values())
+    assert all(v < 0 for (model, _), v in logdets.items() if model in ("affine", "modified"))
+    assert all(v > 2 * math.log(0.5) for (model, _), v in logdets.items() if model == "modified")  # 2 blocks
+
+
+def test_checkerboard_full_and_quick_exclude_each_other(capsys):
+    assert main(["reproduce", "checkerboard", "--full", "--quick", "--no-progress"]) == 2
+    assert "exclude each other" in capsys.readouterr().err
+
+
 def test_iresnet_banach_bound_holds(tmp_path):
     out = tmp_path / "ir"
     assert main(["reproduce", "iresnet", "--out", str(out), "--no-progress", *TINY["iresnet"]]) == 0

@@ -38,6 +38,7 @@ __all__ = [
     "DESCRIPTION",
     "FULL",
     "MODELS",
+    "QUICK",
     "CheckerboardConfig",
     "add_arguments",
     "build_model",
@@ -67,6 +68,8 @@ class CheckerboardConfig:
 
 
 FULL = CheckerboardConfig(depth=100, hidden=(128, 128, 128, 128), steps=50_000, batch=500, grid_step=0.05)
+#: ``--quick``: a smoke size for tests (seconds; shows nothing)
+QUICK = CheckerboardConfig(depth=2, hidden=(8,), steps=3, batch=32, grid_step=1.0)
 
 
 def build_model(name: str, config: CheckerboardConfig) -> Flow:
@@ -105,6 +108,8 @@ def run_checkerboard(config: CheckerboardConfig, seed: int = 0, progress: bool =
                                     progress=progress, description=f"checkerboard {name}")
         errors = reconstruction_errors(flow, result.params, grid, eval_ctx)
         grids[name] = errors
+        with onp.errstate(all="ignore"):  # log|det J_F| at float64: how far the flow contracts (Sec. 3.3.2)
+            logdet = onp.asarray(flow.forward_and_logdet(result.params, grid, ctx="float64")[1], dtype=onp.float64)
         rng = onp.random.default_rng(seed + 100)
         z = rng.standard_normal((config.n_samples, 2))
         with onp.errstate(all="ignore"):
@@ -114,7 +119,8 @@ def run_checkerboard(config: CheckerboardConfig, seed: int = 0, progress: bool =
         test_nll = float(nf_loss(flow, result.params, test, ctx="float64"))
         for region, mask in (("inside [-4,4]^2", inside), ("outside [-4,4]^2", ~inside)):
             summary = summarise_errors(errors[mask])
-            rows.append({"model": name, "region": region, **summary, "test_nll": test_nll,
+            rows.append({"model": name, "region": region, **summary,
+                         "min_logdet": float(onp.min(logdet[mask])) if mask.any() else onp.nan, "test_nll": test_nll,
                          "nonfinite_samples": int(onp.sum(~onp.all(onp.isfinite(drawn), axis=1))),
                          "skipped_steps": result.nonfinite_steps, "train_seconds": clock["seconds"]})
     return {"rows": rows, "grid": grid, "grids": grids, "samples": samples, "config": config}
@@ -168,7 +174,12 @@ def plot_checkerboard(results: dict[str, Any], seed: int = 0) -> Any:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser, "checkerboard")
-    parser.add_argument("--depth", type=positive_int, help="blocks per model (default 4; --full: 100)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke size (2 blocks, width 8, 3 Adam steps, grid step 1)")
+    parser.add_argument("--depth", type=positive_int,
+                        help="blocks per model (default 4; --full: 100). The out-of-box explosion needs depth: "
+                             "it appears from 64 blocks (--backend torch --depth 100 --hidden 64 64 --steps 1000, "
+                             "about 3 min of CPU time per model; docs/experiments/checkerboard.md)")
     parser.add_argument("--steps", type=positive_int, help="Adam steps per model (default 300; --full: 50000)")
     parser.add_argument("--batch", type=positive_int, help="batch size (default 256; --full: 500)")
     parser.add_argument("--hidden", type=positive_int, nargs="+", help="hidden widths (default 32 32)")
@@ -179,7 +190,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> CheckerboardConfig:
-    config = FULL if args.full else CheckerboardConfig()
+    if args.full and args.quick:
+        raise LipflowError("--full and --quick exclude each other; pick one")
+    config = FULL if args.full else QUICK if args.quick else CheckerboardConfig()
     keys = ("depth", "steps", "batch", "grid_step")
     changes = {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
     if args.hidden:
