@@ -402,59 +402,39 @@ def _meanvalue_box(point: onp.ndarray, product: onp.ndarray, radius: onp.ndarray
     return onp.nextafter(lo - spread, -onp.inf), onp.nextafter(hi + spread, onp.inf)
 
 
-def _bisect(box: Box) -> tuple[Box, Box]:
-    j = int(onp.argmax(box.hi - box.lo))
-    middle = box.lo[j] + 0.5 * (box.hi[j] - box.lo[j])
-    left_hi, right_lo = box.hi.copy(), box.lo.copy()
-    left_hi[j], right_lo[j] = middle, middle
-    return Box(box.lo, left_hi), Box(right_lo, box.hi)
-
-
-#: a piece is split further only while its second-order term is above this share of its bound
-SPLIT_WORTHWHILE = 0.05
-
-
-def _piece_bound(flow: Block, params: Any, box: Box, direction: str, bits: int) -> tuple[float, bool]:
-    """(bound on the piece, whether splitting it could help)."""
-    try:
-        enclosure = flow_jacobian_enclosure(flow, params, box, direction=direction, bits=bits)
-        value = enclosure.norm_upper()
-    except (UnboundedError, OverflowError, ZeroDivisionError):
-        return math.inf, True
-    if not math.isfinite(value):
-        return math.inf, True
-    return value, enclosure.error > SPLIT_WORTHWHILE * value
+#: the default path refines until the bound is within this factor of the estimate at the pieces'
+#: centres (``lem:box-subdivision``), or ``splits`` pieces are used
+REFINE_TOL = 1.05
 
 
 def meanvalue_lipschitz(flow: Block, params: Any, *, direction: str = "forward", box: Box,
-                        splits: int = 1, bits: int = BITS) -> LipschitzBound:
+                        splits: int = 1, bits: int = BITS, tol: float | None = None) -> LipschitzBound:
     """Lip(F) on ``box`` (or Lip(F^-1) on the output box) <= max over pieces of sup ||[J]||_2
-    (``lem:mean-value-flow``); rigorous, outward rounded. The box is bisected adaptively into at
-    most ``splits`` pieces, splitting the piece with the largest bound while its second-order term
-    is a sizeable share of it. Raises :class:`MeanValueUnavailableError` where it cannot run and
-    UnboundedError where an enclosure is not finite."""
+    (``lem:mean-value-flow``); rigorous, outward rounded. The box is covered by at most ``splits``
+    pieces by branch and bound (``lem:box-subdivision``, :func:`lipflow.bounds.subdivide.subdivide`):
+    the piece with the largest bound is bisected until the bound is within ``tol`` (default
+    ``REFINE_TOL``) of the estimate ||J||_2 at the pieces' centres. Raises
+    :class:`MeanValueUnavailableError` where it cannot run and UnboundedError where an enclosure
+    is not finite."""
+    from lipflow.bounds.subdivide import subdivide
+
     check_direction(direction)
     if not isinstance(box, Box):
         raise LipflowError("meanvalue_lipschitz needs a Box (lipflow.bounds.as_box)")
     if not supported(flow):
         flow_jacobian_enclosure(flow, params, box, direction=direction, bits=bits)  # raises the reason
-    # adaptive bisection: split the piece with the largest bound while it helps (max over pieces
-    # is a bound on the box, which is convex: lem:convex-jacobian)
-    pieces = [(*_piece_bound(flow, params, box, direction, bits), box)]
-    while len(pieces) < max(1, int(splits)):
-        worst = max(range(len(pieces)), key=lambda i: pieces[i][0])
-        value, helps, piece = pieces[worst]
-        if not helps or float(onp.max(piece.hi - piece.lo)) <= 0:
-            break
-        pieces.pop(worst)
-        pieces += [(*_piece_bound(flow, params, half, direction, bits), half) for half in _bisect(piece)]
-    value = max(p[0] for p in pieces)
-    if not math.isfinite(value):
+    result = subdivide(flow, params, box=box, direction=direction, tol=REFINE_TOL if tol is None else tol,
+                       max_boxes=max(1, int(splits)), bits=bits)
+    if not math.isfinite(result.upper):
         raise UnboundedError("the Jacobian enclosure is not finite")
+    value = result.upper
+    refinement = (f"; estimate max ||J(centre)||_2 = {result.lower:.6g} (estimate), bound/estimate "
+                  f"{result.ratio:.4g}" if result.lower > 0 else "")
     return LipschitzBound(
         value=value, kind="upper", direction=direction, label="lem:mean-value-flow", expression=L_mv,
         ingredients={"L_mv": value},
         assumptions=(f"sup of ||J||_2 over a ball-matrix enclosure of the flow's Jacobian on the box "
-                     f"({len(pieces)} pieces by adaptive bisection, arb {bits} bits, mean-value boxes)",),
+                     f"({result.boxes} pieces by branch and bound, lem:box-subdivision{refinement}; arb {bits} "
+                     "bits, mean-value boxes)",),
         block="flow", box=box.as_tuple(),
     )
