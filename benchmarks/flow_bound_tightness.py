@@ -43,6 +43,7 @@ import lipflow  # noqa: E402
 from lipflow.analysis.budget import error_budget  # noqa: E402
 from lipflow.bounds import Box, estimate, lipschitz  # noqa: E402
 from lipflow.bounds.flow import flow_lipschitz  # noqa: E402
+from lipflow.bounds.subdivide import subdivide  # noqa: E402
 from lipflow.errors import LipflowError, UnboundedError  # noqa: E402
 
 DIM = 4
@@ -103,10 +104,14 @@ def _stats(values: list[float]) -> str:
     return f"median {np.median(arr):.3g}  p90 {np.quantile(arr, 0.9):.3g}  max {arr.max():.3g}  ({share})"
 
 
-def tightness(depth: int, flows: int, half: float, seed: int) -> dict:
+def tightness(depth: int, flows: int, half: float, seed: int, refine: int, tol: float,
+              with_global: bool = True) -> dict:
+    """Ratios per row; the lower side of every ratio is the larger of two estimates: the sampled-
+    and-optimised one (``estimate``) and the branch and bound's ||J(centre)|| over its pieces."""
     rng = np.random.default_rng(seed + depth)
     rows: dict[str, list[float]] = {}
-    costs: list[float] = []
+    costs: dict[str, list[float]] = {}
+    pieces: list[int] = []
     for _ in range(flows):
         flow, params = random_flow(depth, rng)
         x = rng.standard_normal(DIM)
@@ -120,16 +125,26 @@ def tightness(depth: int, flows: int, half: float, seed: int) -> dict:
         for direction, centre in (("forward", x), ("inverse", z)):
             box = Box(centre - half, centre + half)
             lower = estimate(flow, params, direction=direction, box=box, n_samples=64, n_starts=2, maxiter=20).value
+            refined = None
+            if refine:
+                start = time.perf_counter()
+                refined = subdivide(flow, params, box=box, direction=direction, tol=tol, max_boxes=refine)
+                costs.setdefault("subdivided", []).append((time.perf_counter() - start) / forward_seconds)
+                lower = max(lower, refined.lower)
+                pieces.append(refined.boxes)
             start = time.perf_counter()
             upper = _upper(flow, params, direction, box, "auto")
-            costs.append((time.perf_counter() - start) / forward_seconds)
+            costs.setdefault("default", []).append((time.perf_counter() - start) / forward_seconds)
             rows.setdefault(f"box {direction} (default)", []).append(upper / lower)
+            if refined is not None:
+                rows.setdefault(f"box {direction} (subdivided)", []).append(refined.upper / lower)
             composed = _upper(flow, params, direction, box, "composition")
             rows.setdefault(f"box {direction} (composition)", []).append(composed / lower)
-            global_lower = estimate(flow, params, direction=direction, n_samples=64, n_starts=1, maxiter=10).value
-            rows.setdefault(f"global {direction}", []).append(_upper(flow, params, direction, None, "auto")
-                                                              / global_lower)
-    return {"rows": rows, "cost": costs}
+            if with_global:
+                global_lower = estimate(flow, params, direction=direction, n_samples=64, n_starts=1, maxiter=10).value
+                rows.setdefault(f"global {direction}", []).append(_upper(flow, params, direction, None, "auto")
+                                                                  / global_lower)
+    return {"rows": rows, "cost": costs, "pieces": pieces}
 
 
 def budget_share(depth: int, flows: int, samples: int, seed: int, baseline: bool) -> dict:
@@ -158,9 +173,12 @@ def budget_share(depth: int, flows: int, samples: int, seed: int, baseline: bool
     return out
 
 
-def soundness(cases: int, seed: int) -> int:
+def soundness(cases: int, seed: int, refine: int = 0) -> int:
+    """Random cases; ``refine`` > 0: the branch and bound (lem:box-subdivision) with at most
+    ``refine`` pieces (tolerance 1, so it always uses them), checked on the whole box and on its
+    piece with the smallest bound."""
     rng = np.random.default_rng(seed)
-    decided = unproven = unsound = 0
+    decided = unproven = unsound = pieces_checked = 0
     worst = 0.0
     start = time.perf_counter()
     for case in range(cases):
@@ -173,26 +191,41 @@ def soundness(cases: int, seed: int) -> int:
                 continue
         half = float(10 ** rng.uniform(-6, math.log10(0.5)))
         box = Box(centre - half, centre + half)
-        try:  # the mean-value bound on one piece (bisected pieces are such boxes too)
-            upper = flow_lipschitz(flow, params, direction=direction, box=box, method="meanvalue", splits=1).value
-        except (UnboundedError, OverflowError):
-            upper = math.inf
+        checks = []  # (box, proven bound on it)
+        if refine:
+            result = subdivide(flow, params, box=box, direction=direction, tol=1.0, max_boxes=refine)
+            upper = result.upper
+            finite = [(piece, value) for piece, value in result.pieces if math.isfinite(value)]
+            if math.isfinite(upper) and len(result.pieces) > 1:
+                checks.append(min(finite, key=lambda item: item[1]))
+        else:
+            try:  # the mean-value bound on one piece (bisected pieces are such boxes too)
+                upper = flow_lipschitz(flow, params, direction=direction, box=box, method="meanvalue",
+                                       splits=1).value
+            except (UnboundedError, OverflowError):
+                upper = math.inf
         if not math.isfinite(upper):
             unproven += 1
             continue
         decided += 1
-        lower = estimate(flow, params, direction=direction, box=box, n_samples=8, n_starts=1, maxiter=3,
-                         seed=case).value
-        worst = max(worst, lower / upper)
-        if lower > upper * (1 + 1e-12):
-            unsound += 1
-            print(f"UNSOUND case {case}: depth {len(flow.blocks)} {direction} half {half:.3g}: "
-                  f"bound {upper!r} < estimate {lower!r}")
+        checks.insert(0, (box, upper))
+        pieces_checked += len(checks) - 1
+        for index, (region, bound) in enumerate(checks):
+            lower = estimate(flow, params, direction=direction, box=region, n_samples=8, n_starts=1, maxiter=3,
+                             seed=case).value
+            worst = max(worst, lower / bound)
+            if lower > bound * (1 + 1e-12):
+                unsound += 1
+                what = "box" if index == 0 else "smallest piece"
+                print(f"UNSOUND case {case} ({what}): depth {len(flow.blocks)} {direction} half {half:.3g}: "
+                      f"bound {bound!r} < estimate {lower!r}")
         if (case + 1) % 500 == 0:
             print(f"  {case + 1} cases, {time.perf_counter() - start:.0f} s: {decided} decided, {unproven} without "
                   f"a finite bound, {unsound} unsound, largest estimate/bound {worst:.6f}", flush=True)
-    print(f"soundness: {cases} cases drawn, {decided} decided (finite proven bound), {unproven} without a finite "
-          f"bound; unsound bounds: {unsound}; largest estimate/bound ratio {worst:.6f} (must be <= 1)")
+    mode = f"branch and bound, {refine} pieces" if refine else "mean-value bound on one piece"
+    print(f"soundness ({mode}): {cases} cases drawn, {decided} decided (finite proven bound), {unproven} without "
+          f"a finite bound, {pieces_checked} pieces checked too; unsound bounds: {unsound}; largest estimate/bound "
+          f"ratio {worst:.6f} (must be <= 1); {time.perf_counter() - start:.0f} s")
     return unsound
 
 
@@ -200,26 +233,48 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--depths", type=int, nargs="+", default=list(DEPTHS))
     parser.add_argument("--flows", type=int, default=3, help="random flows per depth (default 3)")
-    parser.add_argument("--half", type=float, default=0.01, help="box half-width (default 0.01)")
+    parser.add_argument("--half", type=float, nargs="+", default=[0.01, 0.1],
+                        help="box half-widths (default 0.01 0.1)")
+    parser.add_argument("--wide-max-depth", type=int, default=20,
+                        help="half-widths above 0.01 only up to this depth (default 20)")
+    parser.add_argument("--refine", type=int, default=256,
+                        help="sub-boxes of the branch and bound (lem:box-subdivision; default 256, 0: off)")
+    parser.add_argument("--tol", type=float, default=1.5, help="its stopping ratio bound/estimate (default 1.5)")
     parser.add_argument("--samples", type=int, default=16,
                         help="bfloat16 budget samples per flow (default 16; a quarter beyond depth 20)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the composition baseline in the budget")
+    parser.add_argument("--no-budget", action="store_true", help="skip the bfloat16 budget rows")
     parser.add_argument("--soundness", type=int, default=0, help="run N random soundness cases instead")
+    parser.add_argument("--soundness-pieces", type=int, default=0,
+                        help="with --soundness: check the branch and bound with this many pieces (0: one piece)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     _quiet()
     if args.soundness:
-        return 1 if soundness(args.soundness, args.seed) else 0
-    print(f"random flows, dim {DIM}, {args.flows} flows per depth, box half-width {args.half}; "
-          "ratios = proven upper bound / sampled-and-optimised lower estimate")
+        return 1 if soundness(args.soundness, args.seed, args.soundness_pieces) else 0
+    print(f"random flows, dim {DIM}, {args.flows} flows per depth; ratios = proven upper bound / lower estimate "
+          f"(max of sampled-and-optimised and the subdivision's centre values); subdivided = branch and bound "
+          f"with at most {args.refine} sub-boxes, tolerance {args.tol}")
     for depth in args.depths:
-        result = tightness(depth, args.flows, args.half, args.seed)
         print(f"\ndepth {depth}:")
-        for name, values in result["rows"].items():
-            print(f"  {name:28s} upper/lower {_stats(values)}")
-        cost = np.array(result["cost"])
-        print(f"  cost of one box bound (default) / one float64 forward pass: median {np.median(cost):.3g}x, "
-              f"max {cost.max():.3g}x")
+        for index, half in enumerate(args.half):
+            if half > 0.01 and depth > args.wide_max_depth:
+                print(f"  half-width {half}: skipped (--wide-max-depth {args.wide_max_depth})")
+                continue
+            result = tightness(depth, args.flows, half, args.seed, args.refine, args.tol, with_global=index == 0)
+            print(f"  half-width {half}:")
+            for name, values in result["rows"].items():
+                print(f"    {name:28s} upper/lower {_stats(values)}")
+            for name, values in result["cost"].items():
+                cost = np.array(values)
+                print(f"    cost of one box bound ({name}) / one float64 forward pass: median {np.median(cost):.3g}x, "
+                      f"max {cost.max():.3g}x")
+            if result["pieces"]:
+                used = np.array(result["pieces"])
+                print(f"    sub-boxes used (subdivided): median {np.median(used):.0f}, max {used.max()} "
+                      f"(budget {args.refine})")
+        if args.no_budget:
+            continue
         samples = args.samples if depth <= 20 else max(1, args.samples // 4)
         baseline = not args.no_baseline and depth <= 20  # the composition is slow and vacuous deeper
         share = budget_share(depth, args.flows, samples, args.seed, baseline)
