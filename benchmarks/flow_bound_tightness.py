@@ -3,26 +3,32 @@
 Random flows (dim 4) of depth 2, 8, 20 and 50 cycle through affine couplings (every scale kind),
 additive couplings, invertible linear layers, ActNorm, reversals and residual blocks, with
 random parameters (``Flow.init``). For each depth the benchmark reports, side by side for the
-default bound (``lipflow.bounds.lipschitz``: ``lem:mean-value-flow`` on boxes) and the plain
-per-layer composition (``lem:composition``, method="composition"):
+default bound (``lipflow.bounds.lipschitz``: ``lem:mean-value-flow`` on boxes, at most 16
+sub-boxes), the branch and bound with a larger budget (``lem:box-subdivision``,
+``lipflow.bounds.subdivide.subdivide``, ``--refine`` sub-boxes) and the plain per-layer
+composition (``lem:composition``, method="composition"):
 
-* flow on a box (half-width ``--half`` around an N(0, 1) input, or around its image for the
-  inverse): upper / lower, the lower bound sampled and optimised by ``lipflow.bounds.estimate``:
-  median, p90, max over the flows, and the share of finite upper bounds;
+* flow on a box (each half-width of ``--half`` around an N(0, 1) input, or around its image for
+  the inverse; half-widths above 0.01 only up to ``--wide-max-depth``): upper / lower, the lower
+  side an estimate (the larger of ``lipflow.bounds.estimate``'s sampled-and-optimised value and
+  the subdivision's ||J(centre)|| over its pieces): median, p90, max over the flows, and the
+  share of finite upper bounds; the sub-boxes the subdivision used;
 * global (no box): the same ratio against the estimate on [-3, 3]^d, and the share of flows
   that have a finite global bound at all (affine couplings have none, ``thm:coupling-stability``);
 * the error budget in bfloat16 on N(0, 1) inputs (per-sample boxes around [z, z_delta]): the
   share of samples with a finite round trip that get a finite proven Lip(F^-1), and violations;
-* the cost of one box bound relative to one float64 forward pass of the same flow (CPU time,
-  this process, one BLAS thread: provisional, noisy on a shared machine).
+* the cost of one box bound (default; subdivided) relative to one float64 forward pass of the
+  same flow (CPU time, this process, one BLAS thread: provisional, noisy on a shared machine).
 
 ``--soundness N`` instead draws N random cases (depth 1..10, boxes of half-width 1e-6..0.5, both
-directions; the mean-value bound on one piece) and counts unsound bounds: a sampled-and-optimised
-lower bound above the upper one (beyond 1e-12 relative). It prints how many cases were decided
-(a finite upper bound) and how many had none. Every number is labelled bound (proven), estimate (sampled) or ratio.
+directions; the mean-value bound on one piece, or with ``--soundness-pieces P`` the branch and
+bound with P pieces, checked on the box and on its piece with the smallest bound) and counts
+unsound bounds: a sampled-and-optimised lower bound above the upper one (beyond 1e-12
+relative). It prints how many cases were decided (a finite upper bound) and how many had none.
+Every number is labelled bound (proven), estimate (sampled) or ratio.
 
-Run: nice -n 10 python benchmarks/flow_bound_tightness.py [--flows 4] [--depths 2 8 20 50]
-     nice -n 10 python benchmarks/flow_bound_tightness.py --soundness 10000
+Run: nice -n 10 python benchmarks/flow_bound_tightness.py [--flows 3] [--depths 2 8 20 50] [--half 0.01 0.1]
+     nice -n 10 python benchmarks/flow_bound_tightness.py --soundness 10000 [--soundness-pieces 4]
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ import lipflow  # noqa: E402
 from lipflow.analysis.budget import error_budget  # noqa: E402
 from lipflow.bounds import Box, estimate, lipschitz  # noqa: E402
 from lipflow.bounds.flow import flow_lipschitz  # noqa: E402
+from lipflow.bounds.meanvalue import REFINE_TOL  # noqa: E402
 from lipflow.bounds.subdivide import subdivide  # noqa: E402
 from lipflow.errors import LipflowError, UnboundedError  # noqa: E402
 
@@ -239,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="half-widths above 0.01 only up to this depth (default 20)")
     parser.add_argument("--refine", type=int, default=256,
                         help="sub-boxes of the branch and bound (lem:box-subdivision; default 256, 0: off)")
-    parser.add_argument("--tol", type=float, default=1.5, help="its stopping ratio bound/estimate (default 1.5)")
+    parser.add_argument("--tol", type=float, default=REFINE_TOL,
+                        help=f"its stopping ratio bound/estimate (default {REFINE_TOL}, as lipschitz's own)")
     parser.add_argument("--samples", type=int, default=16,
                         help="bfloat16 budget samples per flow (default 16; a quarter beyond depth 20)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the composition baseline in the budget")

@@ -44,8 +44,10 @@ from lipflow.errors import LipflowError, UnboundedError
 __all__ = [
     "JacobianEnclosure",
     "MeanValueUnavailableError",
+    "Preparation",
     "flow_jacobian_enclosure",
     "meanvalue_lipschitz",
+    "prepare",
     "supported",
 ]
 
@@ -274,33 +276,70 @@ def _exact(matrix: onp.ndarray, ctx: Any) -> onp.ndarray:
     return ctx.cast(onp.asarray(matrix, dtype=onp.float64))
 
 
-def flow_jacobian_enclosure(flow: Block, params: Any, box: Box, *, direction: str = "forward",
-                            bits: int = BITS) -> JacobianEnclosure:
-    """J_F(x) for every x in ``box`` (or J_{F^-1}(y) for every y in ``box`` with
-    ``direction="inverse"``) within a spectral-norm distance of a centre matrix, by the
-    recursion of ``lem:mean-value-flow``."""
+#: blocks whose Jacobian does not depend on the point (enclosed once per preparation)
+CONSTANT_JACOBIAN = (InvertibleLinear, Permutation, ActNorm)
+
+
+@dataclass(frozen=True)
+class Preparation:
+    """What the enclosure of a flow needs that does not depend on the box: the blocks, their
+    parameters in arb balls and in float64, the residual branches' certified Lip(g), and a memo
+    of the box-independent block Jacobians. Reuse it for many boxes of the same flow
+    (:func:`prepare`)."""
+
+    blocks: tuple[Block, ...]
+    arb_params: tuple[Any, ...]
+    f64_params: tuple[Any, ...]
+    lips: tuple[float | None, ...]
+    bits: int
+    constant: dict = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "constant", {})
+
+
+def prepare(flow: Block, params: Any, bits: int = BITS) -> Preparation:
+    """The box-independent part of :func:`flow_jacobian_enclosure` for ``flow`` and ``params``."""
     from lipflow.bounds.residual import branch_lipschitz
     from lipflow.precision.arb import arb_precision, require_flint
 
-    check_direction(direction)
     if not supported(flow):
         require_flint()
         raise MeanValueUnavailableError("the mean-value flow bound supports AdditiveCoupling, AffineCoupling, "
                                    "Permutation, ActNorm, InvertibleLinear and Residual blocks")
     blocks = list(flow.blocks) if isinstance(flow, Flow) else [flow]
     raw = list(params) if isinstance(flow, Flow) else [params]
+    ctx, f64 = arb_precision(bits), _f64()
+    with ctx.scope():
+        prepared = [blk._prepare(p) for blk, p in zip(blocks, raw, strict=True)]
+        arb_params = tuple(ctx.cast(p) for p in prepared)
+        f64_params = tuple(f64.cast(p) for p in prepared)
+        lips = tuple(branch_lipschitz(blk, p).value if isinstance(blk, Residual) else None
+                     for blk, p in zip(blocks, raw, strict=True))
+    return Preparation(tuple(blocks), arb_params, f64_params, lips, bits)
+
+
+def flow_jacobian_enclosure(flow: Block, params: Any, box: Box, *, direction: str = "forward",
+                            bits: int = BITS, prepared: Preparation | None = None) -> JacobianEnclosure:
+    """J_F(x) for every x in ``box`` (or J_{F^-1}(y) for every y in ``box`` with
+    ``direction="inverse"``) within a spectral-norm distance of a centre matrix, by the
+    recursion of ``lem:mean-value-flow``. ``prepared``: :func:`prepare` of the same flow, params
+    and bits (saves the box-independent work when many boxes are bounded)."""
+    from lipflow.precision.arb import arb_precision
+
+    check_direction(direction)
+    if prepared is None:
+        prepared = prepare(flow, params, bits)
+    elif prepared.bits != bits or len(prepared.blocks) != (len(flow.blocks) if isinstance(flow, Flow) else 1):
+        raise LipflowError("the preparation is for another flow or precision; pass prepare(flow, params, bits)")
+    blocks = list(prepared.blocks)
+    arb_params, f64_params, lips = prepared.arb_params, prepared.f64_params, prepared.lips
     inverse = direction == "inverse"
     order = list(reversed(range(len(blocks)))) if inverse else list(range(len(blocks)))
     ctx = arb_precision(bits)
-    f64 = _f64()
     c, radius = box.mid_rad()
     r_norm = box.radius_norm()
     with ctx.scope():
-        prepared = [blk._prepare(p) for blk, p in zip(blocks, raw, strict=True)]
-        arb_params = [ctx.cast(p) for p in prepared]
-        f64_params = [f64.cast(p) for p in prepared]
-        lips = [branch_lipschitz(blk, p).value if isinstance(blk, Residual) else None
-                for blk, p in zip(blocks, raw, strict=True)]
         if inverse and any(v is not None and not v < 1 for v in lips):
             raise UnboundedError("a residual block has certified Lip(g) >= 1: no inverse bound")
         region = _hull_balls(box.lo, box.hi)  # the domain side of the current block
@@ -317,7 +356,13 @@ def flow_jacobian_enclosure(flow: Block, params: Any, box: Box, *, direction: st
             blk, p, p64 = blocks[k], arb_params[k], f64_params[k]
             # inverse: the Jacobian of F_k^-1 is enclosed over F_k^-1(region), the block's input side
             side = _image(blk, p, p64, region, ctx, True, lips[k]) if inverse else region
-            jac = _block_jacobian(blk, p, side, ctx, inverse)
+            if isinstance(blk, CONSTANT_JACOBIAN):
+                key = (k, inverse)
+                if key not in prepared.constant:
+                    prepared.constant[key] = _block_jacobian(blk, p, side, ctx, inverse)
+                jac = prepared.constant[key]
+            else:
+                jac = _block_jacobian(blk, p, side, ctx, inverse)
             balls = onp.matmul(jac, balls)
             mid, rad = _split(jac)
             previous_norm = up(_spectral_upper(prefix) + error)  # n_{k-1} >= sup ||J_{k-1..1}||

@@ -29,7 +29,7 @@ import numpy as onp
 import sympy
 
 from lipflow.blocks.base import Block
-from lipflow.bounds.meanvalue import BITS, flow_jacobian_enclosure, supported
+from lipflow.bounds.meanvalue import BITS, Preparation, flow_jacobian_enclosure, prepare
 from lipflow.bounds.result import LipschitzBound, check_direction
 from lipflow.bounds.rigorous import Box
 from lipflow.errors import LipflowError, UnboundedError
@@ -40,6 +40,9 @@ __all__ = ["DEFAULT_TOL", "Subdivision", "subdivide"]
 DEFAULT_TOL = 1.5
 #: default budget of pieces (the cover's size) for :func:`subdivide`
 DEFAULT_MAX_BOXES = 256
+#: centres evaluated together for the estimate, and how close to the tolerance (relative) the
+#: bound must be for the pending centres to be evaluated at once
+BATCH, NEAR = 8, 1.5
 L_bb = sympy.Symbol("L_bb", nonnegative=True)
 
 
@@ -104,10 +107,12 @@ class Subdivision:
         )
 
 
-def _piece_upper(flow: Block, params: Any, box: Box, direction: str, bits: int) -> float:
+def _piece_upper(flow: Block, params: Any, box: Box, direction: str, prepared: Preparation) -> float:
     """A proven bound of sup ||J|| on ``box`` (lem:mean-value-flow), ``inf`` where none is finite."""
     try:
-        value = flow_jacobian_enclosure(flow, params, box, direction=direction, bits=bits).norm_upper()
+        enclosure = flow_jacobian_enclosure(flow, params, box, direction=direction, bits=prepared.bits,
+                                            prepared=prepared)
+        value = enclosure.norm_upper()
     except (UnboundedError, OverflowError, ZeroDivisionError):
         return math.inf
     return value if math.isfinite(value) else math.inf
@@ -183,11 +188,10 @@ def subdivide(flow: Block, params: Any, *, box: Box, direction: str = "forward",
     _check(box, tol, max_boxes, max_seconds)
     if box.dim != flow.dim:
         raise LipflowError(f"box has {box.dim} coordinates but the flow has dim={flow.dim}")
-    if not supported(flow):
-        flow_jacobian_enclosure(flow, params, box, direction=direction, bits=bits)  # raises the reason
+    prepared = prepare(flow, params, bits)  # raises where the enclosure cannot run (flint, blocks)
     start = time.perf_counter()
     order = itertools.count()
-    root = _piece_upper(flow, params, box, direction, bits)
+    root = _piece_upper(flow, params, box, direction, prepared)
     evaluations = 1
     # heap of (-upper, -width, tiebreak, box): the worst piece first, the widest among equals
     heap = [(-root, -float(onp.max(box.hi - box.lo)), next(order), box)]
@@ -198,7 +202,10 @@ def subdivide(flow: Block, params: Any, *, box: Box, direction: str = "forward",
     reason, converged = "max_boxes", False
     while True:
         worst = -heap[0][0]
-        if pending and math.isfinite(worst):
+        # batched estimate: a Jacobian call costs about as much for 8 points as for 1, so the
+        # centres wait until 8 are pending, unless the bound may be near the tolerance already
+        near = worst <= NEAR * tol * lower
+        if pending and math.isfinite(worst) and (len(pending) >= BATCH or near or lower == 0):
             lower = max(lower, _largest_centre_norm(flow, params, pending, direction))
             pending = []
         if math.isfinite(worst) and lower > 0 and worst <= tol * lower:
@@ -217,7 +224,7 @@ def subdivide(flow: Block, params: Any, *, box: Box, direction: str = "forward",
         heapq.heappop(heap)
         for half in halves:
             # the child lies in the parent: the parent's bound holds on it too (monotone refinement)
-            value = min(_piece_upper(flow, params, half, direction, bits), worst)
+            value = min(_piece_upper(flow, params, half, direction, prepared), worst)
             evaluations += 1
             heapq.heappush(heap, (-value, -float(onp.max(half.hi - half.lo)), next(order), half))
             pending.append(half)
