@@ -160,3 +160,19 @@ def test_bad_input_is_refused(options, message):
         subdivide(flow, params, box=(-1, 1))
     with pytest.raises(LipflowError, match="coordinates"):
         subdivide(flow, params, box=Box.cube(-1, 1, DIM + 1))
+
+
+def test_inverse_without_a_contractive_branch_is_unbounded_at_once(monkeypatch):
+    import dataclasses
+
+    import lipflow.bounds.subdivide as module
+
+    flow, params = _flow(["residual", "linear"], 0)
+    real = module.prepare
+    # a residual branch whose certified Lip(g) is not below 1: no piece can be bounded for F^-1
+    monkeypatch.setattr(module, "prepare", lambda *a, **k: dataclasses.replace(real(*a, **k), lips=(1.0, None)))
+    result = subdivide(flow, params, box=Box.cube(-0.1, 0.1, DIM), direction="inverse", max_boxes=50)
+    assert result.reason == "unbounded" and result.evaluations == 0 and result.upper == math.inf
+    with pytest.raises(UnboundedError):
+        result.bound()
+    assert math.isfinite(subdivide(flow, params, box=Box.cube(-0.1, 0.1, DIM), max_boxes=2).upper)  # forward

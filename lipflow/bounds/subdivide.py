@@ -57,8 +57,9 @@ class Subdivision:
         pieces: the final cover, (box, proven bound on it) per piece.
         evaluations: enclosures computed (the root and every child).
         converged: whether upper <= tol * lower was reached.
-        reason: why it stopped: "tolerance", "max_boxes", "max_seconds" or "point" (the worst
-            piece cannot be split: it is a point).
+        reason: why it stopped: "tolerance", "max_boxes", "max_seconds", "point" (the worst
+            piece cannot be split: it is a point) or "unbounded" (no piece can have a finite
+            bound: a residual block's certified Lip(g) >= 1, for the inverse).
         seconds: wall-clock time spent.
         direction, box, tol: as requested.
     """
@@ -142,9 +143,10 @@ def _largest_centre_norm(flow: Block, params: Any, boxes: list[Box], direction: 
 
 def _bisect(box: Box) -> tuple[Box, Box] | None:
     """The two halves of ``box`` across its widest side (None for a point)."""
-    widths = box.hi - box.lo
+    with onp.errstate(over="ignore"):
+        widths = box.hi - box.lo  # inf for a side wider than the largest float64
     j = int(onp.argmax(widths))
-    middle = box.lo[j] + 0.5 * widths[j]
+    middle = box.lo[j] + 0.5 * widths[j] if math.isfinite(widths[j]) else 0.5 * box.lo[j] + 0.5 * box.hi[j]
     if not box.lo[j] < middle < box.hi[j]:
         return None  # a point, or a side one float64 step wide
     left_hi, right_lo = box.hi.copy(), box.lo.copy()
@@ -190,6 +192,11 @@ def subdivide(flow: Block, params: Any, *, box: Box, direction: str = "forward",
         raise LipflowError(f"box has {box.dim} coordinates but the flow has dim={flow.dim}")
     prepared = prepare(flow, params, bits)  # raises where the enclosure cannot run (flint, blocks)
     start = time.perf_counter()
+    if direction == "inverse" and any(v is not None and not v < 1 for v in prepared.lips):
+        # no piece can have a finite bound (lem:mean-value-flow needs Lip(g) < 1): do not split
+        return Subdivision(upper=math.inf, lower=0.0, pieces=((box, math.inf),), evaluations=0, converged=False,
+                           reason="unbounded", seconds=time.perf_counter() - start, direction=direction, box=box,
+                           tol=float(tol))
     order = itertools.count()
     root = _piece_upper(flow, params, box, direction, prepared)
     evaluations = 1
