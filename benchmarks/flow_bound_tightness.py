@@ -112,7 +112,7 @@ def _stats(values: list[float]) -> str:
 
 
 def tightness(depth: int, flows: int, half: float, seed: int, refine: int, tol: float,
-              with_global: bool = True) -> dict:
+              with_global: bool = True, verbose: bool = False) -> dict:
     """Ratios per row; the lower side of every ratio is the larger of two estimates: the sampled-
     and-optimised one (``estimate``) and the branch and bound's ||J(centre)|| over its pieces."""
     rng = np.random.default_rng(seed + depth)
@@ -126,7 +126,7 @@ def tightness(depth: int, flows: int, half: float, seed: int, refine: int, tol: 
         if not np.all(np.isfinite(z)):
             continue
         start = time.perf_counter()
-        for _ in range(20):
+        for _repeat in range(20):
             flow.forward(params, x[None, :], ctx="float64")
         forward_seconds = (time.perf_counter() - start) / 20
         for direction, centre in (("forward", x), ("inverse", z)):
@@ -145,6 +145,12 @@ def tightness(depth: int, flows: int, half: float, seed: int, refine: int, tol: 
             rows.setdefault(f"box {direction} (default)", []).append(upper / lower)
             if refined is not None:
                 rows.setdefault(f"box {direction} (subdivided)", []).append(refined.upper / lower)
+            if verbose:
+                line = f"      flow {_ + 1} {direction}: default {upper / lower:.3g}"
+                if refined is not None:
+                    line += (f", subdivided {refined.upper / lower:.3g} on {refined.boxes} sub-boxes "
+                             f"({refined.reason}, {costs['subdivided'][-1]:.3g}x a forward pass)")
+                print(line, flush=True)
             composed = _upper(flow, params, direction, box, "composition")
             rows.setdefault(f"box {direction} (composition)", []).append(composed / lower)
             if with_global:
@@ -256,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soundness-pieces", type=int, default=0,
                         help="with --soundness: check the branch and bound with this many pieces (0: one piece)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--verbose", action="store_true", help="print each flow's ratios as they come")
     args = parser.parse_args(argv)
     _quiet()
     if args.soundness:
@@ -269,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
             if half > 0.01 and depth > args.wide_max_depth:
                 print(f"  half-width {half}: skipped (--wide-max-depth {args.wide_max_depth})")
                 continue
-            result = tightness(depth, args.flows, half, args.seed, args.refine, args.tol, with_global=index == 0)
+            result = tightness(depth, args.flows, half, args.seed, args.refine, args.tol, with_global=index == 0,
+                               verbose=args.verbose)
             print(f"  half-width {half}:")
             for name, values in result["rows"].items():
                 print(f"    {name:28s} upper/lower {_stats(values)}")
