@@ -174,7 +174,8 @@ def subdivide(flow: Block, params: Any, *, box: Box, direction: str = "forward",
     mean-value enclosures of sub-boxes (``lem:box-subdivision``).
 
     Args:
-        flow, params: a flow of supported blocks (see :func:`lipflow.bounds.meanvalue.supported`).
+        flow: a flow of supported blocks (see :func:`lipflow.bounds.meanvalue.supported`).
+        params: its parameters.
         box: the domain of the map bounded (inputs for ``"forward"``, outputs for ``"inverse"``).
         tol: stop once the proven bound is at most ``tol`` times the estimate from below.
         max_boxes: at most this many pieces in the cover (``max_boxes - 1`` bisections).
