@@ -6,6 +6,7 @@ sigma_max(W) and 1/sigma_min(W) for a linear map, max|s_i| and 1/min|s_i| for Ac
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +62,20 @@ def Reverse(dim: int) -> Permutation:
     return Permutation(dim, perm=tuple(reversed(range(dim))))
 
 
+@functools.lru_cache(maxsize=1024)
+def _seeded_factors(seed: int, dim: int) -> tuple[tuple[int, ...], onp.ndarray, onp.ndarray, onp.ndarray]:
+    """(perm, L, U, diag) of the random orthogonal matrix drawn from ``seed`` (memoised; the
+    arrays are read-only)."""
+    rng = onp.random.default_rng(seed)
+    q, _ = onp.linalg.qr(rng.standard_normal((dim, dim)))
+    p, lower, upper = scipy.linalg.lu(q)
+    perm = tuple(int(i) for i in onp.argmax(p, axis=1))
+    diagonal = onp.diag(upper).copy()
+    for array in (lower, upper, diagonal):
+        array.setflags(write=False)
+    return perm, lower, upper, diagonal
+
+
 @dataclass(frozen=True, kw_only=True)
 class InvertibleLinear(Block):
     """y = W x with W = P L (U + diag(sign * exp(log_scale))) (Glow's LU 1x1 convolution).
@@ -79,11 +94,7 @@ class InvertibleLinear(Block):
     @property
     def _factors(self) -> tuple[tuple[int, ...], onp.ndarray, onp.ndarray, onp.ndarray]:
         """(perm, L, U, diag) of the seeded random orthogonal initial matrix."""
-        rng = onp.random.default_rng(self.seed)
-        q, _ = onp.linalg.qr(rng.standard_normal((self.dim, self.dim)))
-        p, lower, upper = scipy.linalg.lu(q)
-        perm = tuple(int(i) for i in onp.argmax(p, axis=1))
-        return perm, lower, upper, onp.diag(upper)
+        return _seeded_factors(self.seed, self.dim)
 
     @property
     def perm(self) -> tuple[int, ...]:

@@ -84,7 +84,9 @@ def lipschitz(block: Block, params: Any, *, direction: str = "forward", box: Box
         data: optional points, shape (n, dim), that the box must contain (checked).
         variant: ``"tight"`` (lem:triangular-norm) or ``"simple"`` (max(1, delta) + b) for couplings.
         splits: affine couplings cover the conditioning part of each box by up to this many
-            sub-boxes (tighter, proportionally slower); 1 disables the subdivision.
+            sub-boxes, flows on a box the whole box by branch and bound (lem:box-subdivision)
+            (tighter, proportionally slower; raise it for wide boxes and deep flows); 1 disables
+            the subdivision.
 
     Returns:
         A :class:`LipschitzBound` of kind ``"upper"``.

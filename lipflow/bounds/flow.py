@@ -23,7 +23,8 @@ METHODS = ("auto", "meanvalue", "composition")
 
 
 def flow_lipschitz(flow: Flow, params: Any, *, direction: str = "forward", box: Box | None = None,
-                   variant: str = "tight", splits: int = 16, method: str = "auto") -> LipschitzBound:
+                   variant: str = "tight", splits: int = 16, method: str = "auto",
+                   tol: float | None = None) -> LipschitzBound:
     """A rigorous upper bound of Lip(F) (or Lip(F^-1)) of a flow, globally or on ``box``.
 
     ``box`` lies in the domain of the map bounded (inputs for forward, outputs for inverse).
@@ -32,7 +33,10 @@ def flow_lipschitz(flow: Flow, params: Any, *, direction: str = "forward", box: 
     multiplies per-layer bounds on interval images (lem:composition); ``"auto"`` (default) takes on
     a box the smaller of the mean-value bound and the product of global bounds (where every block
     has one), and falls back to the composition where the mean-value bound cannot run or proves
-    nothing finite.
+    nothing finite. On a box the mean-value bound covers it by at most ``splits`` sub-boxes,
+    bisecting the worst until the bound is within ``tol`` (default 1.05) of the estimate at the
+    sub-boxes' centres (lem:box-subdivision): raise ``splits`` (e.g. 256) for wide boxes and deep
+    flows; :func:`lipflow.bounds.subdivide.subdivide` reports the refinement itself.
     """
     check_direction(direction)
     flow._check_params(params)
@@ -43,7 +47,7 @@ def flow_lipschitz(flow: Flow, params: Any, *, direction: str = "forward", box: 
 
         if method == "meanvalue" or supported(flow):
             try:
-                local = meanvalue_lipschitz(flow, params, direction=direction, box=box, splits=splits)
+                local = meanvalue_lipschitz(flow, params, direction=direction, box=box, splits=splits, tol=tol)
             except (MeanValueUnavailableError, UnboundedError):
                 if method == "meanvalue":
                     raise

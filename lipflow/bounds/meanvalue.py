@@ -44,8 +44,10 @@ from lipflow.errors import LipflowError, UnboundedError
 __all__ = [
     "JacobianEnclosure",
     "MeanValueUnavailableError",
+    "Preparation",
     "flow_jacobian_enclosure",
     "meanvalue_lipschitz",
+    "prepare",
     "supported",
 ]
 
@@ -274,33 +276,70 @@ def _exact(matrix: onp.ndarray, ctx: Any) -> onp.ndarray:
     return ctx.cast(onp.asarray(matrix, dtype=onp.float64))
 
 
-def flow_jacobian_enclosure(flow: Block, params: Any, box: Box, *, direction: str = "forward",
-                            bits: int = BITS) -> JacobianEnclosure:
-    """J_F(x) for every x in ``box`` (or J_{F^-1}(y) for every y in ``box`` with
-    ``direction="inverse"``) within a spectral-norm distance of a centre matrix, by the
-    recursion of ``lem:mean-value-flow``."""
+#: blocks whose Jacobian does not depend on the point (enclosed once per preparation)
+CONSTANT_JACOBIAN = (InvertibleLinear, Permutation, ActNorm)
+
+
+@dataclass(frozen=True)
+class Preparation:
+    """What the enclosure of a flow needs that does not depend on the box: the blocks, their
+    parameters in arb balls and in float64, the residual branches' certified Lip(g), and a memo
+    of the box-independent block Jacobians. Reuse it for many boxes of the same flow
+    (:func:`prepare`)."""
+
+    blocks: tuple[Block, ...]
+    arb_params: tuple[Any, ...]
+    f64_params: tuple[Any, ...]
+    lips: tuple[float | None, ...]
+    bits: int
+    constant: dict = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "constant", {})
+
+
+def prepare(flow: Block, params: Any, bits: int = BITS) -> Preparation:
+    """The box-independent part of :func:`flow_jacobian_enclosure` for ``flow`` and ``params``."""
     from lipflow.bounds.residual import branch_lipschitz
     from lipflow.precision.arb import arb_precision, require_flint
 
-    check_direction(direction)
     if not supported(flow):
         require_flint()
         raise MeanValueUnavailableError("the mean-value flow bound supports AdditiveCoupling, AffineCoupling, "
                                    "Permutation, ActNorm, InvertibleLinear and Residual blocks")
     blocks = list(flow.blocks) if isinstance(flow, Flow) else [flow]
     raw = list(params) if isinstance(flow, Flow) else [params]
+    ctx, f64 = arb_precision(bits), _f64()
+    with ctx.scope():
+        prepared = [blk._prepare(p) for blk, p in zip(blocks, raw, strict=True)]
+        arb_params = tuple(ctx.cast(p) for p in prepared)
+        f64_params = tuple(f64.cast(p) for p in prepared)
+        lips = tuple(branch_lipschitz(blk, p).value if isinstance(blk, Residual) else None
+                     for blk, p in zip(blocks, raw, strict=True))
+    return Preparation(tuple(blocks), arb_params, f64_params, lips, bits)
+
+
+def flow_jacobian_enclosure(flow: Block, params: Any, box: Box, *, direction: str = "forward",
+                            bits: int = BITS, prepared: Preparation | None = None) -> JacobianEnclosure:
+    """J_F(x) for every x in ``box`` (or J_{F^-1}(y) for every y in ``box`` with
+    ``direction="inverse"``) within a spectral-norm distance of a centre matrix, by the
+    recursion of ``lem:mean-value-flow``. ``prepared``: :func:`prepare` of the same flow, params
+    and bits (saves the box-independent work when many boxes are bounded)."""
+    from lipflow.precision.arb import arb_precision
+
+    check_direction(direction)
+    if prepared is None:
+        prepared = prepare(flow, params, bits)
+    elif prepared.bits != bits or len(prepared.blocks) != (len(flow.blocks) if isinstance(flow, Flow) else 1):
+        raise LipflowError("the preparation is for another flow or precision; pass prepare(flow, params, bits)")
+    blocks = list(prepared.blocks)
+    arb_params, f64_params, lips = prepared.arb_params, prepared.f64_params, prepared.lips
     inverse = direction == "inverse"
     order = list(reversed(range(len(blocks)))) if inverse else list(range(len(blocks)))
     ctx = arb_precision(bits)
-    f64 = _f64()
     c, radius = box.mid_rad()
     r_norm = box.radius_norm()
     with ctx.scope():
-        prepared = [blk._prepare(p) for blk, p in zip(blocks, raw, strict=True)]
-        arb_params = [ctx.cast(p) for p in prepared]
-        f64_params = [f64.cast(p) for p in prepared]
-        lips = [branch_lipschitz(blk, p).value if isinstance(blk, Residual) else None
-                for blk, p in zip(blocks, raw, strict=True)]
         if inverse and any(v is not None and not v < 1 for v in lips):
             raise UnboundedError("a residual block has certified Lip(g) >= 1: no inverse bound")
         region = _hull_balls(box.lo, box.hi)  # the domain side of the current block
@@ -317,7 +356,13 @@ def flow_jacobian_enclosure(flow: Block, params: Any, box: Box, *, direction: st
             blk, p, p64 = blocks[k], arb_params[k], f64_params[k]
             # inverse: the Jacobian of F_k^-1 is enclosed over F_k^-1(region), the block's input side
             side = _image(blk, p, p64, region, ctx, True, lips[k]) if inverse else region
-            jac = _block_jacobian(blk, p, side, ctx, inverse)
+            if isinstance(blk, CONSTANT_JACOBIAN):
+                key = (k, inverse)
+                if key not in prepared.constant:
+                    prepared.constant[key] = _block_jacobian(blk, p, side, ctx, inverse)
+                jac = prepared.constant[key]
+            else:
+                jac = _block_jacobian(blk, p, side, ctx, inverse)
             balls = onp.matmul(jac, balls)
             mid, rad = _split(jac)
             previous_norm = up(_spectral_upper(prefix) + error)  # n_{k-1} >= sup ||J_{k-1..1}||
@@ -402,59 +447,39 @@ def _meanvalue_box(point: onp.ndarray, product: onp.ndarray, radius: onp.ndarray
     return onp.nextafter(lo - spread, -onp.inf), onp.nextafter(hi + spread, onp.inf)
 
 
-def _bisect(box: Box) -> tuple[Box, Box]:
-    j = int(onp.argmax(box.hi - box.lo))
-    middle = box.lo[j] + 0.5 * (box.hi[j] - box.lo[j])
-    left_hi, right_lo = box.hi.copy(), box.lo.copy()
-    left_hi[j], right_lo[j] = middle, middle
-    return Box(box.lo, left_hi), Box(right_lo, box.hi)
-
-
-#: a piece is split further only while its second-order term is above this share of its bound
-SPLIT_WORTHWHILE = 0.05
-
-
-def _piece_bound(flow: Block, params: Any, box: Box, direction: str, bits: int) -> tuple[float, bool]:
-    """(bound on the piece, whether splitting it could help)."""
-    try:
-        enclosure = flow_jacobian_enclosure(flow, params, box, direction=direction, bits=bits)
-        value = enclosure.norm_upper()
-    except (UnboundedError, OverflowError, ZeroDivisionError):
-        return math.inf, True
-    if not math.isfinite(value):
-        return math.inf, True
-    return value, enclosure.error > SPLIT_WORTHWHILE * value
+#: the default path refines until the bound is within this factor of the estimate at the pieces'
+#: centres (``lem:box-subdivision``), or ``splits`` pieces are used
+REFINE_TOL = 1.05
 
 
 def meanvalue_lipschitz(flow: Block, params: Any, *, direction: str = "forward", box: Box,
-                        splits: int = 1, bits: int = BITS) -> LipschitzBound:
+                        splits: int = 1, bits: int = BITS, tol: float | None = None) -> LipschitzBound:
     """Lip(F) on ``box`` (or Lip(F^-1) on the output box) <= max over pieces of sup ||[J]||_2
-    (``lem:mean-value-flow``); rigorous, outward rounded. The box is bisected adaptively into at
-    most ``splits`` pieces, splitting the piece with the largest bound while its second-order term
-    is a sizeable share of it. Raises :class:`MeanValueUnavailableError` where it cannot run and
-    UnboundedError where an enclosure is not finite."""
+    (``lem:mean-value-flow``); rigorous, outward rounded. The box is covered by at most ``splits``
+    pieces by branch and bound (``lem:box-subdivision``, :func:`lipflow.bounds.subdivide.subdivide`):
+    the piece with the largest bound is bisected until the bound is within ``tol`` (default
+    ``REFINE_TOL``) of the estimate ||J||_2 at the pieces' centres. Raises
+    :class:`MeanValueUnavailableError` where it cannot run and UnboundedError where an enclosure
+    is not finite."""
+    from lipflow.bounds.subdivide import subdivide
+
     check_direction(direction)
     if not isinstance(box, Box):
         raise LipflowError("meanvalue_lipschitz needs a Box (lipflow.bounds.as_box)")
     if not supported(flow):
         flow_jacobian_enclosure(flow, params, box, direction=direction, bits=bits)  # raises the reason
-    # adaptive bisection: split the piece with the largest bound while it helps (max over pieces
-    # is a bound on the box, which is convex: lem:convex-jacobian)
-    pieces = [(*_piece_bound(flow, params, box, direction, bits), box)]
-    while len(pieces) < max(1, int(splits)):
-        worst = max(range(len(pieces)), key=lambda i: pieces[i][0])
-        value, helps, piece = pieces[worst]
-        if not helps or float(onp.max(piece.hi - piece.lo)) <= 0:
-            break
-        pieces.pop(worst)
-        pieces += [(*_piece_bound(flow, params, half, direction, bits), half) for half in _bisect(piece)]
-    value = max(p[0] for p in pieces)
-    if not math.isfinite(value):
+    result = subdivide(flow, params, box=box, direction=direction, tol=REFINE_TOL if tol is None else tol,
+                       max_boxes=max(1, int(splits)), bits=bits)
+    if not math.isfinite(result.upper):
         raise UnboundedError("the Jacobian enclosure is not finite")
+    value = result.upper
+    refinement = (f"; estimate max ||J(centre)||_2 = {result.lower:.6g} (estimate), bound/estimate "
+                  f"{result.ratio:.4g}" if result.lower > 0 else "")
     return LipschitzBound(
         value=value, kind="upper", direction=direction, label="lem:mean-value-flow", expression=L_mv,
         ingredients={"L_mv": value},
         assumptions=(f"sup of ||J||_2 over a ball-matrix enclosure of the flow's Jacobian on the box "
-                     f"({len(pieces)} pieces by adaptive bisection, arb {bits} bits, mean-value boxes)",),
+                     f"({result.boxes} pieces by branch and bound, lem:box-subdivision{refinement}; arb {bits} "
+                     "bits, mean-value boxes)",),
         block="flow", box=box.as_tuple(),
     )
