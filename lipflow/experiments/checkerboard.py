@@ -178,8 +178,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a smoke size (2 blocks, width 8, 3 Adam steps, grid step 1)")
     parser.add_argument("--depth", type=positive_int,
                         help="blocks per model (default 4; --full: 100). The out-of-box explosion needs depth: "
-                             "it appears from 64 blocks (--backend torch --depth 100 --hidden 64 64 --steps 1000, "
-                             "about 3 min of CPU time per model; docs/experiments/checkerboard.md)")
+                             "it appears from 64 blocks and in every seed at --backend torch --depth 100 "
+                             "--hidden 64 64 --steps 1000 --lr 5e-4 --models affine (about 2.5 min of CPU "
+                             "time; docs/experiments/checkerboard.md)")
     parser.add_argument("--steps", type=positive_int, help="Adam steps per model (default 300; --full: 50000)")
     parser.add_argument("--batch", type=positive_int, help="batch size (default 256; --full: 500)")
     parser.add_argument("--hidden", type=positive_int, nargs="+", help="hidden widths (default 32 32)")
