@@ -6,7 +6,9 @@ is set, sizes small enough to finish in seconds. Scripts run in a temporary work
 whatever they write lands there) with the Agg matplotlib backend. A script that imports an
 optional package which is not installed (torch, hypothesis, ...) is skipped with the reason, and
 so is one that stops with lipflow's :class:`~lipflow.errors.MissingExtraError` (an experiment
-that needs an extra, e.g. scikit-learn's digits) when that module is indeed not installed.
+that needs an extra, e.g. scikit-learn's digits) when that module is indeed not installed. The
+runs are marked ``thorough``: CI's second step runs them (``HYPOTHESIS_PROFILE=ci``), and so does
+``pytest --thorough``; the purpose checks run always.
 """
 
 from __future__ import annotations
@@ -65,13 +67,6 @@ def _ids(path: Path) -> str:
     return path.name
 
 
-#: examples whose smoke run takes over ~10 s on 2 cores: run under the ci profile or --thorough
-THOROUGH_EXAMPLES = {"advise_flows.py", "coupling_stability.py", "monitor_demo.py"}
-SMOKE_CASES = [
-    pytest.param(script, id=script.name, marks=[pytest.mark.thorough] if script.name in THOROUGH_EXAMPLES else [])
-    for script in EXAMPLES
-]
-
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=_ids)
 def test_example_states_its_purpose(script: Path) -> None:
@@ -89,7 +84,8 @@ def test_example_states_its_purpose(script: Path) -> None:
     assert guarded, f'{script.name}: put the work under if __name__ == "__main__":'
 
 
-@pytest.mark.parametrize("script", SMOKE_CASES)
+@pytest.mark.thorough  # a whole script per case (2-15 s each): CI's step b and --thorough
+@pytest.mark.parametrize("script", EXAMPLES, ids=_ids)
 def test_example_runs_at_smoke_size(script: Path, tmp_path: Path) -> None:
     tree = ast.parse(script.read_text(encoding="utf-8"))
     missing = sorted(
