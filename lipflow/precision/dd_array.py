@@ -18,6 +18,7 @@ from autograd.tracer import Box
 from lipflow.errors import LipflowError
 from lipflow.precision import accel
 from lipflow.precision import dd_kernels as k
+from lipflow.precision.expansion_shapes import shape_functions
 
 __all__ = [
     "DD_DTYPE",
@@ -469,16 +470,6 @@ def _both(fun: Any) -> Any:
     return apply
 
 
-def _joined(fun: Any) -> Any:
-    def apply(arrays: Any, *args: Any, **kwargs: Any) -> DDArray:
-        arrays = [as_dd(a) for a in arrays]
-        return DDArray(
-            fun([a.hi for a in arrays], *args, **kwargs), fun([a.lo for a in arrays], *args, **kwargs)
-        )
-
-    return apply
-
-
 _BINARY = {
     onp.add: _add,
     onp.subtract: _sub,
@@ -511,24 +502,8 @@ _COMPARE = {
 }
 _PREDICATES = (onp.isfinite, onp.isnan, onp.isinf, onp.signbit)
 _FUNCTIONS = {
-    onp.shape: lambda a: as_dd(a).shape,
-    onp.ndim: lambda a: as_dd(a).ndim,
-    onp.size: lambda a: as_dd(a).size,
-    onp.concatenate: _joined(onp.concatenate),
-    onp.stack: _joined(onp.stack),
-    onp.broadcast_to: _both(onp.broadcast_to),
-    onp.moveaxis: _both(onp.moveaxis),
-    onp.swapaxes: _both(onp.swapaxes),
-    onp.ravel: _both(onp.ravel),
-    onp.reshape: _both(onp.reshape),
-    onp.transpose: _both(onp.transpose),
-    onp.squeeze: _both(onp.squeeze),
-    onp.expand_dims: _both(onp.expand_dims),
+    **shape_functions(as_dd, lambda a: (a.hi, a.lo), DDArray),
     onp.diagonal: _both(onp.diagonal),
-    onp.copy: _both(onp.copy),
-    onp.atleast_2d: _both(onp.atleast_2d),
-    onp.zeros_like: lambda a, *args, **kwargs: DDArray(onp.zeros(as_dd(a).shape)),
-    onp.ones_like: lambda a, *args, **kwargs: DDArray(onp.ones(as_dd(a).shape)),
     onp.where: _where,
     onp.sum: _sum,
     onp.dot: _dot,

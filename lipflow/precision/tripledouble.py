@@ -28,6 +28,7 @@ from lipflow.errors import LipflowError
 from lipflow.precision import accel
 from lipflow.precision import td_kernels as k
 from lipflow.precision.base import Precision, tree_map
+from lipflow.precision.expansion_shapes import shape_functions
 
 __all__ = ["TD_DTYPE", "TDArray", "TDPrecision", "as_td", "td_precision"]
 
@@ -303,21 +304,6 @@ def _where(condition: Any, a: Any, b: Any) -> TDArray:
     return TDArray(*(onp.where(condition, p, q) for p, q in zip(a.parts, b.parts, strict=True)))
 
 
-def _both(fun: Any) -> Any:
-    def apply(a: Any, *args: Any, **kwargs: Any) -> TDArray:
-        return as_td(a)._map(lambda p: fun(p, *args, **kwargs))
-
-    return apply
-
-
-def _joined(fun: Any) -> Any:
-    def apply(arrays: Any, *args: Any, **kwargs: Any) -> TDArray:
-        arrays = [as_td(a) for a in arrays]
-        return TDArray(*(fun([a.parts[i] for a in arrays], *args, **kwargs) for i in range(3)))
-
-    return apply
-
-
 _BINARY = {
     onp.add: lambda a, b: _binary("add", a, b),
     onp.subtract: lambda a, b: _binary("add", a, -as_td(b)),
@@ -335,23 +321,7 @@ _UNARY = {
     onp.tanh: td_tanh,
 }
 _FUNCTIONS = {
-    onp.shape: lambda a: as_td(a).shape,
-    onp.ndim: lambda a: as_td(a).ndim,
-    onp.size: lambda a: as_td(a).size,
-    onp.concatenate: _joined(onp.concatenate),
-    onp.stack: _joined(onp.stack),
-    onp.broadcast_to: _both(onp.broadcast_to),
-    onp.moveaxis: _both(onp.moveaxis),
-    onp.swapaxes: _both(onp.swapaxes),
-    onp.ravel: _both(onp.ravel),
-    onp.reshape: _both(onp.reshape),
-    onp.transpose: _both(onp.transpose),
-    onp.squeeze: _both(onp.squeeze),
-    onp.expand_dims: _both(onp.expand_dims),
-    onp.copy: _both(onp.copy),
-    onp.atleast_2d: _both(onp.atleast_2d),
-    onp.zeros_like: lambda a, *args, **kwargs: TDArray(onp.zeros(as_td(a).shape)),
-    onp.ones_like: lambda a, *args, **kwargs: TDArray(onp.ones(as_td(a).shape)),
+    **shape_functions(as_td, lambda a: a.parts, TDArray),
     onp.where: _where,
     onp.sum: _sum,
     onp.dot: _dot,
