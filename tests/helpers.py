@@ -31,3 +31,16 @@ def all_blocks(dim: int = 4) -> dict[str, lf.Block]:
 
 def sample_inputs(n: int = 6, dim: int = 4, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((n, dim))
+
+
+def alternating_couplings(kind: str, depth: int = 4, dim: int = 2, hidden: int = 8) -> lf.Flow:
+    """``depth`` couplings with tanh MLPs alternating the conditioning half: ``"affine"``
+    (sigmoid scale) or ``"additive"``."""
+    blocks: list[lf.Block] = []
+    for i in range(depth):
+        half = "first" if i % 2 == 0 else "second"
+        if kind == "affine":
+            blocks.append(lf.AffineCoupling(dim, conditioning=half, t=lf.MLP((hidden,)), s=lf.MLP((hidden,))))
+        else:
+            blocks.append(lf.AdditiveCoupling(dim, conditioning=half, t=lf.MLP((hidden,))))
+    return lf.Flow(blocks)

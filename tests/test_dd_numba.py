@@ -9,10 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-import lipflow
 from lipflow.errors import LipflowError
 from lipflow.precision import accel, precision
 from lipflow.precision import dd_kernels as k
+from tests.helpers import alternating_couplings
 
 SPECIAL = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 709.7, 710.0, -745.0, -746.0, 800.0, -800.0,
                     1e-310, -1e-310, 5e-324, 350.0, -350.0, 700.5, 0.34657359027997264, -0.3465735902799726])
@@ -90,14 +90,7 @@ def test_dot_bit_identical(dn, shape):
 
 @pytest.mark.parametrize("kind", ["affine", "additive"])
 def test_flow_bit_identical(dn, kind):
-    blocks = []
-    for i in range(4):
-        half = "first" if i % 2 == 0 else "second"
-        if kind == "affine":
-            blocks.append(lipflow.AffineCoupling(2, conditioning=half, t=lipflow.MLP((8,)), s=lipflow.MLP((8,))))
-        else:
-            blocks.append(lipflow.AdditiveCoupling(2, conditioning=half, t=lipflow.MLP((8,))))
-    flow = lipflow.Flow(blocks)
+    flow = alternating_couplings(kind)
     params = flow.init(seed=0)
     x = np.random.default_rng(3).standard_normal((64, 2))
     dd = precision("dd")

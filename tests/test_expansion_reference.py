@@ -7,7 +7,6 @@ import mpmath
 import numpy as np
 import pytest
 
-import lipflow
 from lipflow.analysis.expansion_reference import (
     expansion_reference,
     expansion_reference_forward,
@@ -15,17 +14,7 @@ from lipflow.analysis.expansion_reference import (
 )
 from lipflow.errors import LipflowError
 from lipflow.precision import accel, precision
-
-
-def _flow(kind: str, depth: int = 6) -> lipflow.Flow:
-    blocks = []
-    for i in range(depth):
-        half = "first" if i % 2 == 0 else "second"
-        if kind == "affine":
-            blocks.append(lipflow.AffineCoupling(2, conditioning=half, t=lipflow.MLP((8,)), s=lipflow.MLP((8,))))
-        else:
-            blocks.append(lipflow.AdditiveCoupling(2, conditioning=half, t=lipflow.MLP((8,))))
-    return lipflow.Flow(blocks)
+from tests.helpers import alternating_couplings
 
 
 def _bits(values: np.ndarray, reference: np.ndarray) -> float:
@@ -43,7 +32,7 @@ def _bits(values: np.ndarray, reference: np.ndarray) -> float:
 @pytest.mark.parametrize("kind", ["affine", "additive"])
 @pytest.mark.parametrize("target", [100.0, 120.0])
 def test_kept_values_reach_the_target(kind, target):
-    flow = _flow(kind)
+    flow = alternating_couplings(kind, depth=6)
     params = flow.init(seed=1)
     x = np.random.default_rng(2).standard_normal((12, 2)) * 2
     mp = precision("mp60")
@@ -58,7 +47,7 @@ def test_kept_values_reach_the_target(kind, target):
 
 
 def test_unreachable_target_and_non_finite_rows_are_reported():
-    flow = _flow("additive", depth=2)
+    flow = alternating_couplings("additive", depth=2)
     params = flow.init(seed=0)
     x = np.array([[0.5, 1.0], [np.nan, 1.0], [2.0, -1.0]])
     with accel.kernels("numpy"):
@@ -81,7 +70,7 @@ def test_reference_ladder_takes_td_checked_against_dd():
     checked against dd, before any mpmath rung; the values agree with mp60."""
     from lipflow.analysis.reference import HARDWARE_CANDIDATES, expansion_candidates, reference_forward
 
-    flow = _flow("affine", depth=4)
+    flow = alternating_couplings("affine", depth=4)
     params = flow.init(seed=3)
     x = np.random.default_rng(4).standard_normal((6, 2))
     with accel.kernels("numpy"):

@@ -7,10 +7,10 @@ import mpmath
 import numpy as np
 import pytest
 
-import lipflow
 from lipflow.errors import LipflowError
 from lipflow.precision import accel, infer_precision, precision
 from lipflow.precision import td_kernels as k
+from tests.helpers import alternating_couplings
 
 #: theory/lem-td-arithmetic.md: add <= 19 u^3 (|a| + |b|), mul <= 106 u^3 |ab|, div <= 2^-148 |a/b|
 ADD_BITS, MUL_BITS, DIV_BITS = 154.7, 152.2, 148.0
@@ -116,22 +116,11 @@ def test_compiled_dot_bit_identical(tn):
     assert _same(tn.dot(a, b), k.dot(*a, *b))
 
 
-def _flow(kind: str) -> lipflow.Flow:
-    blocks = []
-    for i in range(4):
-        half = "first" if i % 2 == 0 else "second"
-        if kind == "affine":
-            blocks.append(lipflow.AffineCoupling(2, conditioning=half, t=lipflow.MLP((8,)), s=lipflow.MLP((8,))))
-        else:
-            blocks.append(lipflow.AdditiveCoupling(2, conditioning=half, t=lipflow.MLP((8,))))
-    return lipflow.Flow(blocks)
-
-
 @pytest.mark.parametrize("kind", ["affine", "additive"])
 def test_flow_against_mpmath(kind):
     """Forward and inverse at td agree with mp60 (~200 bits) to the context's bits less the
     flow's conditioning (measured here as float64's loss against the same reference)."""
-    flow = _flow(kind)
+    flow = alternating_couplings(kind)
     params = flow.init(seed=0)
     x = np.random.default_rng(3).standard_normal((8, 2))
     td, mp = precision("td"), precision("mp60")
@@ -149,7 +138,7 @@ def test_flow_against_mpmath(kind):
 
 
 def test_flow_backends_bit_identical(tn):
-    flow = _flow("affine")
+    flow = alternating_couplings("affine")
     params = flow.init(seed=0)
     x = np.random.default_rng(4).standard_normal((32, 2))
     td = precision("td")
