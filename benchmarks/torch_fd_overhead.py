@@ -126,6 +126,7 @@ def measure(args: argparse.Namespace, verbose: bool = True, variants: tuple[str,
                 synchronise()
                 if round_index:  # round 0 warms up
                     times[variant].append((clock() - started) / args.steps)
+        parts = pass_costs(flow, head, images, labels, loss_fn, args.rounds, clock, synchronise) if verbose else {}
     best = {v: min(t) for v, t in times.items()}
     median = {v: statistics.median(t) for v, t in times.items()}
     backprop = "memory-saving" if args.memory_saving else "ordinary"
@@ -140,6 +141,15 @@ def measure(args: argparse.Namespace, verbose: bool = True, variants: tuple[str,
                   f"ratio to none {best[variant] / best['none']:.2f}x ({median[variant] / median['none']:.2f}x)")
         if "inverse-fd" in best:
             print(f"bi-directional / inverse-only FD, every step: {best['fd'] / best['inverse-fd']:.2f}x")
+        if parts:
+            floor = (parts["forward+backward, 2n"] + parts["inverse+backward, n"]) / parts["forward+backward, n"]
+            print("where the time goes (ms per pass, best of rounds; the penalty is a forward pass on the perturbed "
+                  "batch and an inverse pass, both differentiated):")
+            for name, value in parts.items():
+                print(f"  {name:<24} {value * 1e3:9.1f}")
+            print(f"  work floor of full-batch bi-directional FD: (forward+backward on 2n + inverse+backward on n) / "
+                  f"(forward+backward on n) = {floor:.2f}x; on a CPU the cost grows with the batch, so no "
+                  f"batching brings it below this (a GPU runs the extra samples in parallel)")
     limit = 1.3 if device.type == "cuda" else 1.6
     ratio = {v: best[v] / best["none"] for v in variants}
     detail = (f"two separate passes {ratio['fd']:.2f}x, quarter batch {ratio['fd-batched-quarter']:.2f}x, "
@@ -148,6 +158,44 @@ def measure(args: argparse.Namespace, verbose: bool = True, variants: tuple[str,
         detail += "; memory-saving backprop: fd-batched runs ordinary backprop"
     return [Target(f"FD every step (batched pass) / none, {device.type}", best["fd-batched"] / best["none"], limit,
                    detail=detail)]
+
+
+def pass_costs(flow, head, images, labels, loss_fn, rounds: int, clock, synchronise) -> dict[str, float]:
+    """Best time of each pass the FD step is made of: forward and backward on the batch (n) and
+    on twice the batch (the clean and the perturbed inputs), and the inverse with its backward."""
+    import torch
+
+    doubled = torch.cat([images, images + 1e-3 * torch.randn_like(images)])
+
+    def forward_backward(x: torch.Tensor) -> None:
+        z = flow(x)
+        loss_fn(head(z.mean(dim=(2, 3))), labels.repeat(len(x) // len(labels))).backward()
+
+    def inverse_backward() -> None:
+        with torch.no_grad():
+            z = flow(images)
+        back = flow.inverse(z + 1e-3 * torch.randn_like(z))
+        torch.sum((back - images) ** 2).backward()
+
+    jobs = {"forward, n": lambda: flow(images), "forward+backward, n": lambda: forward_backward(images),
+            "forward+backward, 2n": lambda: forward_backward(doubled), "inverse+backward, n": inverse_backward}
+    best = {name: float("inf") for name in jobs}
+    for _ in range(rounds + 1):
+        for name, job in jobs.items():
+            flow.zero_grad(set_to_none=True)
+            head.zero_grad(set_to_none=True)
+            synchronise()
+            started = clock()
+            if name == "forward, n":
+                with torch.no_grad():
+                    job()
+            else:
+                job()
+            synchronise()
+            best[name] = min(best[name], clock() - started)
+    flow.zero_grad(set_to_none=True)
+    head.zero_grad(set_to_none=True)
+    return best
 
 
 if __name__ == "__main__":

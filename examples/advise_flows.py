@@ -31,7 +31,7 @@ PRECISIONS = ("bfloat16", "float16", "float32", "float64")
 
 
 def train(name: str, steps: int, depth: int, seed: int = 0) -> tuple[lf.Flow, list]:
-    config = CheckerboardConfig(depth=depth, hidden=(16, 16) if SMOKE else (32, 32), steps=steps)
+    config = CheckerboardConfig(depth=depth, hidden=(16, 16) if SMOKE else (32, 32), steps=steps, lr=1e-3)
     flow = build_model(name, config)
     params = flow.init(seed)
     result = fit(lambda p, batch, step: nf_loss(flow, p, batch, ctx="float32"), params,

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if os.environ.get("LIPFLOW_SMOKE") == "1":  # seconds-sized run for the examples smoke test
         args.steps, args.samples, args.radii = 5, 16, [2.0, 8.0]
-    config = CheckerboardConfig(depth=args.depth, steps=args.steps, lr=args.lr)
+    config = CheckerboardConfig(depth=args.depth, hidden=(32, 32), steps=args.steps, lr=args.lr)
     backend = get_backend("numpy")
     flows = {"affine": build_model("affine", config), "additive": coupling_flow(2, config.depth, config.hidden,
                                                                                 scale=None)}

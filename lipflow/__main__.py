@@ -1,7 +1,5 @@
 """``python -m lipflow``."""
 
-import sys
+from lipflow.cli.main import entry
 
-from lipflow.cli.main import main
-
-sys.exit(main())
+entry()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 import lipflow as lf
@@ -44,3 +46,35 @@ def alternating_couplings(kind: str, depth: int = 4, dim: int = 2, hidden: int =
         else:
             blocks.append(lf.AdditiveCoupling(dim, conditioning=half, t=lf.MLP((hidden,))))
     return lf.Flow(blocks)
+
+
+def descendants(root: int) -> set[int]:
+    """Every process below ``root`` (Linux: read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def alive_processes(pids: set[int]) -> set[int]:
+    """The processes of ``pids`` that still run (zombies count as gone)."""
+    alive = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.add(pid)
+    return alive

@@ -19,6 +19,7 @@ from lipflow.errors import LipflowError
 from lipflow.sweep import load_spec, run_sweep
 from lipflow.sweep.lock import LOCK_FILE, process_start
 from lipflow.sweep.store import ResultStore
+from tests.helpers import alive_processes, descendants
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find worker processes")
 
@@ -79,7 +80,7 @@ class Sweep:
         raise AssertionError(f"the sweep did not store {count} cells: {self.stderr()}")
 
     def descendants(self) -> set[int]:
-        return _descendants(self.process.pid)
+        return descendants(self.process.pid)
 
     def line_time(self, text: str, timeout: float = 5) -> float:
         deadline = time.monotonic() + timeout
@@ -103,36 +104,6 @@ class Sweep:
         return time.monotonic() - start
 
 
-def _descendants(root: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = set(), [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
-def _alive(pids: set[int]) -> set[int]:
-    alive = set()
-    for pid in pids:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z":
-            alive.add(pid)
-    return alive
-
-
 def _resume_and_compare(out: Path, reference: bytes) -> str:
     resumed = subprocess.run(
         [sys.executable, "-m", "lipflow", "sweep", "--resume", str(out), "--no-progress", "--no-report"],
@@ -152,9 +123,9 @@ def test_sigkill_of_the_parent_alone_ends_its_workers_and_frees_the_folder(tmp_p
     killed = time.monotonic()
     os.kill(sweep.process.pid, signal.SIGKILL)  # the parent only, not its group
     sweep.finish(timeout=10)
-    while _alive(workers) and time.monotonic() - killed < 5:
+    while alive_processes(workers) and time.monotonic() - killed < 5:
         time.sleep(0.01)
-    assert not _alive(workers), f"workers {sorted(_alive(workers))} outlived their parent"
+    assert not alive_processes(workers), f"workers {sorted(alive_processes(workers))} outlived their parent"
     _resume_and_compare(sweep.out, reference)
 
 
@@ -189,7 +160,7 @@ def test_second_ctrl_c_exits_within_two_seconds_leaving_a_consistent_store(tmp_p
     assert took < 2.0, f"the second Ctrl-C took {took:.2f} s to exit"
     assert sweep.process.returncode == 130 and "Traceback" not in sweep.stderr(), sweep.stderr()
     time.sleep(0.2)
-    assert not _alive(workers)
+    assert not alive_processes(workers)
     store = ResultStore(sweep.out)
     assert not store.scan(store.load_spec()).problems
     _resume_and_compare(sweep.out, reference)

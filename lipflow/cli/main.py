@@ -87,5 +87,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def entry() -> None:
+    """The ``lipflow`` command: :func:`main`, then exit with its status. After an interrupt
+    (status 130) further Ctrl-C is ignored while the interpreter shuts down, where Python has
+    already restored the default handler and a second press would kill the process mid-exit."""
+    status = main()
+    if status == 130:
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

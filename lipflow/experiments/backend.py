@@ -39,6 +39,7 @@ __all__ = [
     "add_backend_arguments",
     "backend_from_args",
     "get_backend",
+    "torch_installed",
 ]
 
 BACKENDS = ("numpy", "torch")
@@ -176,8 +177,24 @@ def _import_torch() -> Any:
     return torch
 
 
+def torch_installed() -> bool:
+    """Whether PyTorch can be imported here (without importing it)."""
+    import importlib.util
+    import sys
+
+    if "torch" in sys.modules:
+        return sys.modules["torch"] is not None  # None: imports of torch are blocked
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def get_backend(name: str = "numpy", device: str = "cpu") -> Backend:
-    """The backend called ``name`` ("numpy" or "torch") on ``device`` ("cpu", "cuda", "cuda:1")."""
+    """The backend called ``name`` ("numpy", "torch", or "auto": torch when it is installed,
+    else numpy) on ``device`` ("cpu", "cuda", "cuda:1")."""
+    if name == "auto":
+        name = "torch" if torch_installed() else "numpy"
     if name == "numpy":
         if device != "cpu":
             raise LipflowError(f"the numpy backend runs on the CPU only; use --backend torch for --device {device}")
@@ -190,13 +207,16 @@ def get_backend(name: str = "numpy", device: str = "cpu") -> Backend:
         if not (device == "cpu" or device.startswith("cuda")):
             raise LipflowError(f"unknown device {device!r}; use cpu, cuda or cuda:N")
         return TorchBackend(device=device)
-    raise LipflowError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
+    raise LipflowError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)} or auto")
 
 
-def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
-    """--backend numpy|torch and --device, for experiments whose training runs on either."""
-    parser.add_argument("--backend", choices=BACKENDS, default="numpy",
-                        help="training engine: numpy (autograd, default) or torch (needs the torch extra)")
+def add_backend_arguments(parser: argparse.ArgumentParser, default: str = "numpy",
+                          auto: str = "torch when installed, else numpy") -> None:
+    """--backend numpy|torch|auto and --device, for experiments whose training runs on either;
+    ``auto`` says in words how the experiment resolves ``--backend auto``."""
+    parser.add_argument("--backend", choices=(*BACKENDS, "auto"), default=default,
+                        help=f"training engine: numpy (autograd), torch (needs the torch extra) or auto ({auto}); "
+                             f"default {default}")
     parser.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda or cuda:N")
 
 

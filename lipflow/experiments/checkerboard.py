@@ -8,6 +8,9 @@ box [-4, 4]^2, while the residual flow stays stable everywhere.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,13 @@ import numpy as onp
 
 from lipflow.blocks import Bounded, Flow, Sigmoid
 from lipflow.errors import LipflowError
-from lipflow.experiments.backend import Backend, NumpyBackend, add_backend_arguments, backend_from_args
+from lipflow.experiments.backend import (
+    Backend,
+    NumpyBackend,
+    add_backend_arguments,
+    backend_from_args,
+    get_backend,
+)
 from lipflow.experiments.common import (
     add_common_arguments,
     check_positive,
@@ -42,8 +51,11 @@ __all__ = [
     "CheckerboardConfig",
     "add_arguments",
     "build_model",
+    "default_jobs",
+    "fallback_note",
     "run",
     "run_checkerboard",
+    "train_and_evaluate",
 ]
 
 DESCRIPTION = "Figures 2/3: reconstruction error of affine, modified affine and residual flows on the 2D checkerboard"
@@ -53,13 +65,14 @@ LIMIT = 8.0
 
 @dataclass(frozen=True)
 class CheckerboardConfig:
-    """Sizes; the defaults are CPU-sized, :data:`FULL` is the authors' set-up."""
+    """Sizes; the defaults are the smallest that show the paper's effect in every seed of the
+    scale study (docs/experiments/checkerboard.md), :data:`FULL` is the authors' set-up."""
 
-    depth: int = 4
-    hidden: tuple[int, ...] = (32, 32)
-    steps: int = 300
+    depth: int = 100
+    hidden: tuple[int, ...] = (64, 64)
+    steps: int = 1000
     batch: int = 256
-    lr: float = 1e-3
+    lr: float = 5e-4
     grid_step: float = 0.2
     n_samples: int = 2000
     train_precision: str = "float32"
@@ -67,7 +80,7 @@ class CheckerboardConfig:
     models: tuple[str, ...] = MODELS
 
 
-FULL = CheckerboardConfig(depth=100, hidden=(128, 128, 128, 128), steps=50_000, batch=500, grid_step=0.05)
+FULL = CheckerboardConfig(depth=100, hidden=(128, 128, 128, 128), steps=50_000, batch=500, lr=1e-3, grid_step=0.05)
 #: ``--quick``: a smoke size for tests (seconds; shows nothing)
 QUICK = CheckerboardConfig(depth=2, hidden=(8,), steps=3, batch=32, grid_step=1.0)
 
@@ -90,40 +103,126 @@ def _grid(step: float) -> onp.ndarray:
     return onp.stack([x1.ravel(), x2.ravel()], axis=1)
 
 
-def run_checkerboard(config: CheckerboardConfig, seed: int = 0, progress: bool = True,
-                     backend: Backend | None = None) -> dict[str, Any]:
-    """Train every model on ``backend`` (NumPy by default), then evaluate the grid errors and
-    draw samples with lipflow's blocks at ``config.eval_precision``."""
+def train_and_evaluate(name: str, config: CheckerboardConfig, seed: int = 0, progress: bool = True,
+                       backend: Backend | None = None) -> dict[str, Any]:
+    """Train one model on ``backend`` (NumPy by default), then evaluate its grid errors and
+    draw samples with lipflow's blocks at ``config.eval_precision``. A model's run depends on
+    its name and the seed only, not on which other models run or in which process."""
     backend = backend or NumpyBackend()
     grid = _grid(config.grid_step)
     inside = onp.all(onp.abs(grid) <= DATA_BOX, axis=1)
     eval_ctx = precision(config.eval_precision)
-    rows, grids, samples = [], {}, {}
-    for name in config.models:
-        flow = build_model(name, config)
-        params = flow.init(seed + MODELS.index(name))  # a model's run does not depend on which others run
-        with stopwatch() as clock:
-            result = backend.fit_nf(flow, params, lambda step, rng: checkerboard(config.batch, rng),
-                                    steps=config.steps, lr=config.lr, seed=seed, train_precision=config.train_precision,
-                                    progress=progress, description=f"checkerboard {name}")
-        errors = reconstruction_errors(flow, result.params, grid, eval_ctx)
-        grids[name] = errors
-        with onp.errstate(all="ignore"):  # log|det J_F| at float64: how far the flow contracts (Sec. 3.3.2)
-            logdet = onp.asarray(flow.forward_and_logdet(result.params, grid, ctx="float64")[1], dtype=onp.float64)
-        rng = onp.random.default_rng(seed + 100)
-        z = rng.standard_normal((config.n_samples, 2))
-        with onp.errstate(all="ignore"):
-            drawn = eval_ctx.to_float64(flow.inverse(result.params, eval_ctx.cast(z), ctx=eval_ctx))
-        samples[name] = drawn
-        test = checkerboard(2000, onp.random.default_rng(seed + 200))
-        test_nll = float(nf_loss(flow, result.params, test, ctx="float64"))
-        for region, mask in (("inside [-4,4]^2", inside), ("outside [-4,4]^2", ~inside)):
-            summary = summarise_errors(errors[mask])
-            rows.append({"model": name, "region": region, **summary,
-                         "min_logdet": float(onp.min(logdet[mask])) if mask.any() else onp.nan, "test_nll": test_nll,
-                         "nonfinite_samples": int(onp.sum(~onp.all(onp.isfinite(drawn), axis=1))),
-                         "skipped_steps": result.nonfinite_steps, "train_seconds": clock["seconds"]})
-    return {"rows": rows, "grid": grid, "grids": grids, "samples": samples, "config": config}
+    flow = build_model(name, config)
+    params = flow.init(seed + MODELS.index(name))
+    with stopwatch() as clock:
+        result = backend.fit_nf(flow, params, lambda step, rng: checkerboard(config.batch, rng),
+                                steps=config.steps, lr=config.lr, seed=seed, train_precision=config.train_precision,
+                                progress=progress, description=f"checkerboard {name}")
+    errors = reconstruction_errors(flow, result.params, grid, eval_ctx)
+    with onp.errstate(all="ignore"):  # log|det J_F| at float64: how far the flow contracts (Sec. 3.3.2)
+        logdet = onp.asarray(flow.forward_and_logdet(result.params, grid, ctx="float64")[1], dtype=onp.float64)
+    rng = onp.random.default_rng(seed + 100)
+    z = rng.standard_normal((config.n_samples, 2))
+    with onp.errstate(all="ignore"):
+        drawn = eval_ctx.to_float64(flow.inverse(result.params, eval_ctx.cast(z), ctx=eval_ctx))
+    test = checkerboard(2000, onp.random.default_rng(seed + 200))
+    test_nll = float(nf_loss(flow, result.params, test, ctx="float64"))
+    rows = []
+    for region, mask in (("inside [-4,4]^2", inside), ("outside [-4,4]^2", ~inside)):
+        summary = summarise_errors(errors[mask])
+        rows.append({"model": name, "region": region, **summary,
+                     "min_logdet": float(onp.min(logdet[mask])) if mask.any() else onp.nan, "test_nll": test_nll,
+                     "nonfinite_samples": int(onp.sum(~onp.all(onp.isfinite(drawn), axis=1))),
+                     "skipped_steps": result.nonfinite_steps, "train_seconds": clock["seconds"]})
+    return {"rows": rows, "errors": errors, "samples": drawn}
+
+
+def _worker_setup(threads: int, parent: int) -> None:
+    """Each worker process trains with ``threads`` BLAS / torch threads (one by default), so
+    parallel models do not oversubscribe the cores (and torch's CPU sums keep one order); like a
+    sweep's workers it ignores Ctrl-C (the parent stops it) and dies with its parent ``parent``
+    (killed alone, it would otherwise leave workers training for nobody)."""
+    from lipflow.sweep.workers import die_with_parent
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    die_with_parent(parent)
+
+
+#: block-steps (depth x Adam steps) up to which a run takes seconds: one process, NumPy under
+#: ``--backend auto`` (torch's per-operation overhead and a worker's start-up cost more than they save)
+SMALL_RUN = 10_000
+
+
+def default_jobs(config: CheckerboardConfig) -> int:
+    """One process per model, at most one per available core; one for a small run."""
+    if config.depth * config.steps <= SMALL_RUN:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(len(config.models), cores))
+
+
+def _stop_workers(pool: Any) -> None:
+    """Terminate ``pool``'s worker processes and wait for the pool to wind down, with Ctrl-C
+    ignored meanwhile (a second Ctrl-C would otherwise break the clean-up and leave the pool's
+    threads to be joined at interpreter exit); the previous handler is restored afterwards."""
+    import threading
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
+    try:
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+    finally:
+        if in_main:
+            signal.signal(signal.SIGINT, previous)
+
+
+def run_checkerboard(config: CheckerboardConfig, seed: int = 0, progress: bool = True,
+                     backend: Backend | None = None, jobs: int = 1) -> dict[str, Any]:
+    """Every model of ``config`` through :func:`train_and_evaluate`; ``jobs > 1`` trains the
+    models in that many worker processes (the residual flow, the slowest, first). The results
+    are the same as with ``jobs=1``."""
+    if jobs < 1:
+        raise LipflowError(f"jobs must be a positive number of processes, got {jobs!r}")
+    backend = backend or NumpyBackend()
+    jobs = min(jobs, len(config.models))
+    if jobs == 1:
+        outcomes = {name: train_and_evaluate(name, config, seed, progress, backend) for name in config.models}
+    else:
+        outcomes = _run_parallel(config, seed, progress, backend, jobs)
+    rows = [row for name in config.models for row in outcomes[name]["rows"]]
+    return {"rows": rows, "grid": _grid(config.grid_step), "grids": {n: outcomes[n]["errors"] for n in config.models},
+            "samples": {n: outcomes[n]["samples"] for n in config.models}, "config": config}
+
+
+def _run_parallel(config: CheckerboardConfig, seed: int, progress: bool, backend: Backend,
+                  jobs: int) -> dict[str, dict[str, Any]]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from tqdm.auto import tqdm
+
+    order = sorted(config.models, key=lambda name: name != "residual")  # longest first
+    context = multiprocessing.get_context("spawn")  # no fork of a process that may hold torch's threads
+    outcomes: dict[str, dict[str, Any]] = {}
+    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_setup, initargs=(1, os.getpid()))
+    try:
+        futures = {pool.submit(train_and_evaluate, name, config, seed, False, backend): name for name in order}
+        bar = tqdm(as_completed(futures), total=len(futures), desc=f"checkerboard: {len(order)} models in {jobs} "
+                   f"processes [{backend.name}]", disable=not progress, leave=False)
+        for future in bar:
+            outcomes[futures[future]] = future.result()
+            bar.set_postfix(done=futures[future])
+    except BaseException:  # Ctrl-C or a failed model: stop the other workers now, not after their model
+        _stop_workers(pool)
+        raise
+    pool.shutdown()
+    return outcomes
 
 
 def plot_checkerboard(results: dict[str, Any], seed: int = 0) -> Any:
@@ -177,17 +276,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="a smoke size (2 blocks, width 8, 3 Adam steps, grid step 1)")
     parser.add_argument("--depth", type=positive_int,
-                        help="blocks per model (default 4; --full: 100). The out-of-box explosion needs depth: "
-                             "it appears from 64 blocks and in every seed at --backend torch --depth 100 "
-                             "--hidden 64 64 --steps 1000 --lr 5e-4 --models affine (about 2.5 min of CPU "
-                             "time; docs/experiments/checkerboard.md)")
-    parser.add_argument("--steps", type=positive_int, help="Adam steps per model (default 300; --full: 50000)")
+                        help="blocks per model (default 100, as the paper; the out-of-box explosion needs depth: "
+                             "it appears from 64 blocks, see docs/experiments/checkerboard.md)")
+    parser.add_argument("--steps", type=positive_int, help="Adam steps per model (default 1000; --full: 50000)")
     parser.add_argument("--batch", type=positive_int, help="batch size (default 256; --full: 500)")
-    parser.add_argument("--hidden", type=positive_int, nargs="+", help="hidden widths (default 32 32)")
+    parser.add_argument("--hidden", type=positive_int, nargs="+", help="hidden widths (default 64 64; --full: 128 x 4)")
     parser.add_argument("--grid-step", type=float, help="grid spacing on [-8, 8)^2 (default 0.2; --full: 0.05)")
-    parser.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
+    parser.add_argument("--lr", type=float, help="Adam learning rate (default 5e-4; --full: 1e-3)")
     parser.add_argument("--models", nargs="+", choices=MODELS, help="which models (default: all three)")
-    add_backend_arguments(parser)
+    parser.add_argument("--jobs", type=positive_int,
+                        help="train the models in this many processes (default: one per model, at most one per "
+                             "core; one for a run of seconds); the results do not depend on it")
+    add_backend_arguments(parser, default="auto",
+                          auto="torch when installed, except for runs of seconds such as --quick: numpy")
 
 
 def config_from_args(args: argparse.Namespace) -> CheckerboardConfig:
@@ -208,12 +309,28 @@ def config_from_args(args: argparse.Namespace) -> CheckerboardConfig:
     return replace(config, **changes)
 
 
+def fallback_note(requested: str, backend: Backend, config: CheckerboardConfig) -> str | None:
+    """What to tell a user whose ``--backend auto`` fell back to NumPy at a size where torch
+    trains several times faster (None when there is nothing to say)."""
+    if requested != "auto" or backend.name != "numpy" or config.depth * config.steps <= SMALL_RUN:
+        return None
+    return ("note: torch is not installed, so training runs on NumPy: about 12 min of CPU per model at the "
+            "defaults, against 2-5 min on torch; pip install 'lipflow[torch]' to train on torch")
+
+
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    backend = backend_from_args(args)
+    if args.backend == "auto" and config.depth * config.steps <= SMALL_RUN and args.device == "cpu":
+        backend = get_backend("numpy")
+    else:
+        backend = backend_from_args(args)
+    jobs = args.jobs or default_jobs(config)
+    note = fallback_note(args.backend, backend, config)
+    if note:
+        print(note, file=sys.stderr)
     out = Path(args.out)
     with stopwatch() as clock:
-        results = run_checkerboard(config, seed=args.seed, progress=not args.no_progress, backend=backend)
+        results = run_checkerboard(config, seed=args.seed, progress=not args.no_progress, backend=backend, jobs=jobs)
     write_csv(out / "checkerboard.csv", results["rows"])
     grid_rows = [{"x1": float(p[0]), "x2": float(p[1]), **{m: float(results["grids"][m][i]) for m in results["grids"]}}
                  for i, p in enumerate(results["grid"])]

@@ -188,8 +188,18 @@ class TorchResidual(InvertibleModule):
 
     def logdet(self, x: Tensor) -> Tensor:
         self.check_input(x, "logdet")
+        return self._logdet_from(x, self.g_jacobian_transposed(x, self.used_weights()))
+
+    def forward_and_logdet(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(F(x), log|det J_F(x)|) with the weights normalised once (one spectral norm per
+        weight instead of two) and the same operations, in the same order, as ``forward``
+        and ``logdet`` called apart, so the values are identical."""
+        self.check_input(x, "forward")
+        weights = self.used_weights()
+        return x + self.g(x, weights), self._logdet_from(x, self.g_jacobian_transposed(x, weights))
+
+    def _logdet_from(self, x: Tensor, jac_t: Tensor) -> Tensor:
         spec: Residual = self.spec
-        jac_t = self.g_jacobian_transposed(x, self.used_weights())
         if spec.logdet_method == "exact":
             eye = torch.eye(self.dim, dtype=x.dtype, device=x.device)
             return torch.linalg.slogdet(eye + jac_t)[1]
