@@ -73,7 +73,7 @@ def test_help_names_the_backend_flags(experiment, capsys):
         main(["reproduce", experiment, "--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    assert "--backend {numpy,torch}" in text and "--device" in text and "--quick" in text
+    assert "--backend {numpy,torch,auto}" in text and "--device" in text and "--quick" in text
 
 
 # ---- the two engines agree on identical params ----------------------------------------------------

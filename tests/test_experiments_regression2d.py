@@ -11,6 +11,7 @@ import numpy as onp
 import pytest
 
 from lipflow.cli.main import main
+from lipflow.errors import LipflowError
 from lipflow.experiments import regression2d
 from lipflow.experiments.data import regression_pairs
 
@@ -66,3 +67,24 @@ def test_example_script_runs(tmp_path):
     spec.loader.exec_module(module)
     assert module.__doc__ and len(module.__doc__.strip().splitlines()) == 1
     assert module.main(["--out", str(tmp_path), "--no-progress", *TINY]) == 0
+
+
+def test_parallel_models_give_the_same_results_as_one_process():
+    """Each model's run depends on its name and the seed only: two worker processes give the
+    same final rows (bar the timing column), histories and test errors, bit for bit."""
+    config = regression2d.QUICK
+    serial = regression2d.run_regression(config, seed=2, progress=False, jobs=1)
+    parallel = regression2d.run_regression(config, seed=2, progress=False, jobs=2)
+    for a, b in zip(serial["rows"], parallel["rows"], strict=True):
+        a, b = dict(a), dict(b)
+        a.pop("train_seconds"), b.pop("train_seconds")
+        assert a.keys() == b.keys()
+        assert all(a[k] == b[k] or (onp.isnan(a[k]) and onp.isnan(b[k])) for k in a), (a, b)
+    assert [sorted(r.items()) for r in serial["history"]] == [sorted(r.items()) for r in parallel["history"]]
+    for name in config.models:
+        onp.testing.assert_array_equal(serial["test_errors"][name], parallel["test_errors"][name])
+
+
+def test_monitor_callback_needs_one_process():
+    with pytest.raises(LipflowError, match="jobs=1"):
+        regression2d.run_regression(regression2d.QUICK, progress=False, on_record=print, jobs=2)

@@ -8,10 +8,9 @@ box [-4, 4]^2, while the residual flow stays stable everywhere.
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import sys
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import numpy as onp
 
 from lipflow.blocks import Bounded, Flow, Sigmoid
 from lipflow.errors import LipflowError
+from lipflow.experiments import parallel
 from lipflow.experiments.backend import (
     Backend,
     NumpyBackend,
@@ -137,21 +137,6 @@ def train_and_evaluate(name: str, config: CheckerboardConfig, seed: int = 0, pro
     return {"rows": rows, "errors": errors, "samples": drawn}
 
 
-def _worker_setup(threads: int, parent: int) -> None:
-    """Each worker process trains with ``threads`` BLAS / torch threads (one by default), so
-    parallel models do not oversubscribe the cores (and torch's CPU sums keep one order); like a
-    sweep's workers it ignores Ctrl-C (the parent stops it) and dies with its parent ``parent``
-    (killed alone, it would otherwise leave workers training for nobody)."""
-    from lipflow.sweep.workers import die_with_parent
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[variable] = str(threads)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(threads)
-    die_with_parent(parent)
-
-
 #: block-steps (depth x Adam steps) up to which a run takes seconds: one process, NumPy under
 #: ``--backend auto`` (torch's per-operation overhead and a worker's start-up cost more than they save)
 SMALL_RUN = 10_000
@@ -159,70 +144,21 @@ SMALL_RUN = 10_000
 
 def default_jobs(config: CheckerboardConfig) -> int:
     """One process per model, at most one per available core; one for a small run."""
-    if config.depth * config.steps <= SMALL_RUN:
-        return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(len(config.models), cores))
-
-
-def _stop_workers(pool: Any) -> None:
-    """Terminate ``pool``'s worker processes and wait for the pool to wind down, with Ctrl-C
-    ignored meanwhile (a second Ctrl-C would otherwise break the clean-up and leave the pool's
-    threads to be joined at interpreter exit); the previous handler is restored afterwards."""
-    import threading
-
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
-    try:
-        for process in list((getattr(pool, "_processes", None) or {}).values()):
-            process.terminate()
-        pool.shutdown(wait=True, cancel_futures=True)
-    finally:
-        if in_main:
-            signal.signal(signal.SIGINT, previous)
+    return parallel.default_jobs(config.models, small=config.depth * config.steps <= SMALL_RUN)
 
 
 def run_checkerboard(config: CheckerboardConfig, seed: int = 0, progress: bool = True,
                      backend: Backend | None = None, jobs: int = 1) -> dict[str, Any]:
     """Every model of ``config`` through :func:`train_and_evaluate`; ``jobs > 1`` trains the
-    models in that many worker processes (the residual flow, the slowest, first). The results
-    are the same as with ``jobs=1``."""
-    if jobs < 1:
-        raise LipflowError(f"jobs must be a positive number of processes, got {jobs!r}")
+    models in that many worker processes (:func:`lipflow.experiments.parallel.run_models`; the
+    residual flow, the slowest, first). The results are the same as with ``jobs=1``."""
     backend = backend or NumpyBackend()
-    jobs = min(jobs, len(config.models))
-    if jobs == 1:
-        outcomes = {name: train_and_evaluate(name, config, seed, progress, backend) for name in config.models}
-    else:
-        outcomes = _run_parallel(config, seed, progress, backend, jobs)
+    task = partial(train_and_evaluate, config=config, seed=seed, progress=progress and jobs == 1, backend=backend)
+    outcomes = parallel.run_models(task, config.models, jobs, first=("residual",), progress=progress,
+                                   description=f"checkerboard [{backend.name}]")
     rows = [row for name in config.models for row in outcomes[name]["rows"]]
     return {"rows": rows, "grid": _grid(config.grid_step), "grids": {n: outcomes[n]["errors"] for n in config.models},
             "samples": {n: outcomes[n]["samples"] for n in config.models}, "config": config}
-
-
-def _run_parallel(config: CheckerboardConfig, seed: int, progress: bool, backend: Backend,
-                  jobs: int) -> dict[str, dict[str, Any]]:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    from tqdm.auto import tqdm
-
-    order = sorted(config.models, key=lambda name: name != "residual")  # longest first
-    context = multiprocessing.get_context("spawn")  # no fork of a process that may hold torch's threads
-    outcomes: dict[str, dict[str, Any]] = {}
-    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_setup, initargs=(1, os.getpid()))
-    try:
-        futures = {pool.submit(train_and_evaluate, name, config, seed, False, backend): name for name in order}
-        bar = tqdm(as_completed(futures), total=len(futures), desc=f"checkerboard: {len(order)} models in {jobs} "
-                   f"processes [{backend.name}]", disable=not progress, leave=False)
-        for future in bar:
-            outcomes[futures[future]] = future.result()
-            bar.set_postfix(done=futures[future])
-    except BaseException:  # Ctrl-C or a failed model: stop the other workers now, not after their model
-        _stop_workers(pool)
-        raise
-    pool.shutdown()
-    return outcomes
 
 
 def plot_checkerboard(results: dict[str, Any], seed: int = 0) -> Any:
