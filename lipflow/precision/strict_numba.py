@@ -1,0 +1,317 @@
+"""Compiled (numba) kernels of the strict binary16 / bfloat16 contexts held in float32.
+
+Every kernel is one pass: a binary32 operation and one rounding to the format per element
+(``lem:binary32-double-rounding``), a sequential dot product whose products and partial sums
+are each rounded, or a table lookup. The NumPy fallbacks in :mod:`lipflow.precision.strict_held`
+give the same bits (``tests/test_strict_held.py`` checks both).
+
+Rounding a float32 to the format in float32 storage:
+
+* binary16: LLVM's ``fptrunc`` to ``half`` and ``fpext`` back, two instructions where the CPU
+  converts in hardware (x86 F16C, AArch64); IEEE conversions round to nearest, ties to even,
+  with subnormals and overflow to infinity. Elsewhere the bit-level rounding of
+  :func:`lipflow.precision.strict_round32.round_to_format`, written in LLVM IR.
+* bfloat16: the bit-level rounding (add half an ulp minus one plus the last kept bit, clear
+  16 bits; NaN passes through), in LLVM IR on 32-bit integers so the loops vectorise.
+
+Importing this module imports numba; :mod:`lipflow.precision.strict_held` imports it only when
+the numba backend is chosen (:mod:`lipflow.precision.accel`). Kernels compile on first use and
+are cached on disk (``cache=True``).
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+
+import numba
+import numpy as onp
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+__all__ = ["binary_kernels", "dot", "hardware_half", "lookup", "round_kernel", "unary_kernels"]
+
+_jit = numba.njit(cache=True, error_model="numpy", nogil=True)
+_I32 = ir.IntType(32)
+_F32 = ir.FloatType()
+#: rows of the output computed together in the dot kernel (their partial sums stay in L1)
+_BLOCK = 256
+#: from this many output columns on, the dot kernel vectorises across columns instead of rows
+_WIDE = 16
+
+
+@functools.cache
+def hardware_half() -> bool:
+    """Whether LLVM converts float32 <-> binary16 in hardware on this CPU."""
+    machine = platform.machine().lower()
+    if machine in ("aarch64", "arm64"):
+        return True
+    if machine in ("x86_64", "amd64", "i686", "x86"):
+        from llvmlite import binding
+
+        features = str(binding.get_host_cpu_features().flatten())
+        return "+f16c" in features.split(",")
+    return False
+
+
+def _bit_round(builder: ir.IRBuilder, x: ir.Value, drop: int) -> ir.Value:
+    """x rounded to nearest (ties to even) on the float32 bits, ``drop`` bits cleared."""
+    b = builder.bitcast(x, _I32)
+    lsb = builder.and_(builder.lshr(b, ir.Constant(_I32, drop)), ir.Constant(_I32, 1))
+    r = builder.add(builder.add(b, ir.Constant(_I32, (1 << (drop - 1)) - 1)), lsb)
+    r = builder.and_(r, ir.Constant(_I32, (0xFFFFFFFF << drop) & 0xFFFFFFFF))
+    return builder.bitcast(r, _F32)
+
+
+@intrinsic
+def round_bf16(typingctx, x):
+    """float32 -> nearest bfloat16 value, in float32 (NaN passes through)."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        (value,) = args
+        rounded = _bit_round(builder, value, 16)
+        return builder.select(builder.fcmp_unordered("uno", value, value), value, rounded)
+
+    return types.float32(types.float32), codegen
+
+
+@intrinsic
+def _round_f16_hardware(typingctx, x):
+    """float32 -> nearest binary16 value, in float32: one conversion each way."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.fpext(builder.fptrunc(args[0], ir.HalfType()), _F32)
+
+    return types.float32(types.float32), codegen
+
+
+@intrinsic
+def _round_f16_bits(typingctx, x):
+    """float32 -> nearest binary16 value, in float32, on the bits (strict_round32's method):
+    below 2^-14 ``(x + 0.75) - 0.75`` with x's sign, >= 2^16 after rounding -> inf, NaN kept."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        (value,) = args
+        sign = builder.and_(builder.bitcast(value, _I32), ir.Constant(_I32, 0x80000000))
+        rounded = _bit_round(builder, value, 13)
+        magnitude = builder.bitcast(builder.and_(builder.bitcast(value, _I32), ir.Constant(_I32, 0x7FFFFFFF)), _F32)
+        tiny = builder.fcmp_ordered("<", magnitude, ir.Constant(_F32, 2.0**-14))
+        shifted = builder.fsub(builder.fadd(value, ir.Constant(_F32, 0.75)), ir.Constant(_F32, 0.75))
+        shifted_bits = builder.or_(builder.and_(builder.bitcast(shifted, _I32), ir.Constant(_I32, 0x7FFFFFFF)), sign)
+        result = builder.select(tiny, builder.bitcast(shifted_bits, _F32), rounded)
+        rounded_magnitude = builder.bitcast(
+            builder.and_(builder.bitcast(result, _I32), ir.Constant(_I32, 0x7FFFFFFF)), _F32)
+        huge = builder.fcmp_ordered(">=", rounded_magnitude, ir.Constant(_F32, 65536.0))
+        infinity = builder.bitcast(builder.or_(sign, ir.Constant(_I32, 0x7F800000)), _F32)
+        result = builder.select(huge, infinity, result)
+        return builder.select(builder.fcmp_unordered("uno", value, value), value, result)
+
+    return types.float32(types.float32), codegen
+
+
+@intrinsic
+def _half_bits(typingctx, x):
+    """The binary16 bit pattern (in a uint32) of a float32 holding a binary16 value."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        half = builder.bitcast(builder.fptrunc(args[0], ir.HalfType()), ir.IntType(16))
+        return builder.zext(half, _I32)
+
+    return types.uint32(types.float32), codegen
+
+
+@intrinsic
+def _bits(typingctx, x):
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], _I32)
+
+    return types.uint32(types.float32), codegen
+
+
+round_f16 = _round_f16_hardware if hardware_half() else _round_f16_bits
+
+
+def _vectorize(signature: str):
+    return numba.vectorize([signature], cache=True, nopython=True)
+
+
+# ---- elementwise: one binary32 operation, one rounding -----------------------------------------
+# (written out per format: numba caches module-level functions, not closures)
+
+
+@_vectorize("float32(float32, float32)")
+def add_f16(a, b):
+    return round_f16(a + b)
+
+
+@_vectorize("float32(float32, float32)")
+def subtract_f16(a, b):
+    return round_f16(a - b)
+
+
+@_vectorize("float32(float32, float32)")
+def multiply_f16(a, b):
+    return round_f16(a * b)
+
+
+@_vectorize("float32(float32, float32)")
+def divide_f16(a, b):
+    return round_f16(a / b)
+
+
+@_vectorize("float32(float32)")
+def sqrt_f16(a):
+    return round_f16(onp.sqrt(a))
+
+
+@_vectorize("float32(float32)")
+def round32_f16(a):
+    return round_f16(a)
+
+
+@_vectorize("float32(float32, float32)")
+def add_bf16(a, b):
+    return round_bf16(a + b)
+
+
+@_vectorize("float32(float32, float32)")
+def subtract_bf16(a, b):
+    return round_bf16(a - b)
+
+
+@_vectorize("float32(float32, float32)")
+def multiply_bf16(a, b):
+    return round_bf16(a * b)
+
+
+@_vectorize("float32(float32, float32)")
+def divide_bf16(a, b):
+    return round_bf16(a / b)
+
+
+@_vectorize("float32(float32)")
+def sqrt_bf16(a):
+    return round_bf16(onp.sqrt(a))
+
+
+@_vectorize("float32(float32)")
+def round32_bf16(a):
+    return round_bf16(a)
+
+
+def binary_kernels(fmt: str) -> dict[str, onp.ufunc]:
+    """{"add", "subtract", "multiply", "divide"} -> fused NumPy ufunc (float32, float32) -> float32."""
+    suffix = "f16" if fmt == "float16" else "bf16"
+    names = ("add", "subtract", "multiply", "divide")
+    return {name: globals()[f"{name}_{suffix}"].ufunc for name in names}
+
+
+def unary_kernels(fmt: str) -> dict[str, onp.ufunc]:
+    """{"sqrt"} -> fused NumPy ufunc float32 -> float32."""
+    return {"sqrt": (sqrt_f16 if fmt == "float16" else sqrt_bf16).ufunc}
+
+
+def round_kernel(fmt: str) -> onp.ufunc:
+    """float32 -> nearest value of ``fmt``, in float32 (a NumPy ufunc)."""
+    return (round32_f16 if fmt == "float16" else round32_bf16).ufunc
+
+
+# ---- sequential dot: every product and every partial sum rounded ----------------------------------
+
+
+def _make_dot(round_fn):
+    # inner loops run over contiguous 1-D slices so that LLVM vectorises them; every output
+    # element is still its own sequence: p_0, then s_j = round(s_(j-1) + round(a_ij b_jc))
+    @_jit
+    def along_columns(acc, row, a_ij, m):
+        for c in range(m):
+            acc[c] = round_fn(acc[c] + round_fn(a_ij * row[c]))
+
+    @_jit
+    def along_rows(acc, row, b_jc, width):
+        for i in range(width):
+            acc[i] = round_fn(acc[i] + round_fn(row[i] * b_jc))
+
+    @_jit
+    def kernel(a, b, out):
+        n, k = a.shape
+        m = b.shape[1]
+        if m >= _WIDE:  # vectorise across the m outputs of one row
+            for i in range(n):
+                acc = out[i]
+                first = a[i, 0]
+                b0 = b[0]
+                for c in range(m):
+                    acc[c] = round_fn(first * b0[c])
+                for j in range(1, k):
+                    along_columns(acc, b[j], a[i, j], m)
+            return
+        a_t = onp.empty((k, n), dtype=onp.float32)  # vectorise across rows: a transposed
+        for i in range(n):
+            a_row = a[i]
+            for j in range(k):
+                a_t[j, i] = a_row[j]
+        acc = onp.empty(_BLOCK, dtype=onp.float32)
+        for start in range(0, n, _BLOCK):
+            width = min(n - start, _BLOCK)
+            for col in range(m):
+                first = b[0, col]
+                row = a_t[0, start:start + width]
+                for i in range(width):
+                    acc[i] = round_fn(row[i] * first)
+                for j in range(1, k):
+                    along_rows(acc, a_t[j, start:start + width], b[j, col], width)
+                out[start:start + width, col] = acc[:width]
+
+    return kernel
+
+
+_dot_f16 = _make_dot(round_f16)
+_dot_bf16 = _make_dot(round_bf16)
+
+
+def dot(a: onp.ndarray, b: onp.ndarray, fmt: str) -> onp.ndarray:
+    """float32 a (n, k) @ b (k, m), k >= 1, both holding values of ``fmt``: each product and
+    each partial sum (over k in index order) rounded to ``fmt``."""
+    a = onp.ascontiguousarray(a)
+    b = onp.ascontiguousarray(b)
+    out = onp.empty((a.shape[0], b.shape[1]), dtype=onp.float32)
+    (_dot_f16 if fmt == "float16" else _dot_bf16)(a, b, out)
+    return out
+
+
+# ---- table lookups (functions of one format value) ---------------------------------------------
+
+
+@_jit
+def _lookup_f16(x, table, out):
+    for i in range(x.size):
+        out[i] = table[_half_bits(x[i])]
+
+
+@_jit
+def _lookup_bf16(x, table, out):
+    for i in range(x.size):
+        out[i] = table[_bits(x[i]) >> numba.uint32(16)]
+
+
+def lookup(x: onp.ndarray, table: onp.ndarray, fmt: str) -> onp.ndarray | None:
+    """table[pattern of x] for float32 x holding values of ``fmt`` (None: no compiled lookup)."""
+    if fmt == "float16" and not hardware_half():
+        return None
+    flat = onp.ascontiguousarray(x).reshape(-1)
+    out = onp.empty(flat.shape, dtype=onp.float32)
+    (_lookup_f16 if fmt == "float16" else _lookup_bf16)(flat, table, out)
+    return out.reshape(x.shape)
