@@ -33,12 +33,11 @@ from numba.extending import intrinsic
 __all__ = ["binary_kernels", "dot", "hardware_half", "lookup", "round_kernel", "unary_kernels"]
 
 _jit = numba.njit(cache=True, error_model="numpy", nogil=True)
+_inline = numba.njit(cache=True, error_model="numpy", nogil=True, inline="always")
 _I32 = ir.IntType(32)
 _F32 = ir.FloatType()
 #: rows of the output computed together in the dot kernel (their partial sums stay in L1)
-_BLOCK = 256
-#: from this many output columns on, the dot kernel vectorises across columns instead of rows
-_WIDE = 16
+_BLOCK = 1024
 
 
 @functools.cache
@@ -232,48 +231,30 @@ def round_kernel(fmt: str) -> onp.ufunc:
 
 
 def _make_dot(round_fn):
-    # inner loops run over contiguous 1-D slices so that LLVM vectorises them; every output
-    # element is still its own sequence: p_0, then s_j = round(s_(j-1) + round(a_ij b_jc))
-    @_jit
-    def along_columns(acc, row, a_ij, m):
-        for c in range(m):
-            acc[c] = round_fn(acc[c] + round_fn(a_ij * row[c]))
+    # The inner loops run across rows over contiguous slices of a transposed (k, n), so LLVM
+    # vectorises them; each output element is still its own sequence over j = 0, 1, ..., k-1:
+    # s_0 = round(a_i0 b_0c), s_j = round(s_(j-1) + round(a_ij b_jc)).
+    @_inline
+    def first(acc, row, b_0c, width):
+        for i in range(width):
+            acc[i] = round_fn(row[i] * b_0c)
 
-    @_jit
-    def along_rows(acc, row, b_jc, width):
+    @_inline
+    def along(acc, row, b_jc, width):
         for i in range(width):
             acc[i] = round_fn(acc[i] + round_fn(row[i] * b_jc))
 
     @_jit
-    def kernel(a, b, out):
-        n, k = a.shape
+    def kernel(a_t, b, out_t):
+        k, n = a_t.shape
         m = b.shape[1]
-        if m >= _WIDE:  # vectorise across the m outputs of one row
-            for i in range(n):
-                acc = out[i]
-                first = a[i, 0]
-                b0 = b[0]
-                for c in range(m):
-                    acc[c] = round_fn(first * b0[c])
-                for j in range(1, k):
-                    along_columns(acc, b[j], a[i, j], m)
-            return
-        a_t = onp.empty((k, n), dtype=onp.float32)  # vectorise across rows: a transposed
-        for i in range(n):
-            a_row = a[i]
-            for j in range(k):
-                a_t[j, i] = a_row[j]
-        acc = onp.empty(_BLOCK, dtype=onp.float32)
         for start in range(0, n, _BLOCK):
-            width = min(n - start, _BLOCK)
+            stop = min(n, start + _BLOCK)
             for col in range(m):
-                first = b[0, col]
-                row = a_t[0, start:start + width]
-                for i in range(width):
-                    acc[i] = round_fn(row[i] * first)
+                acc = out_t[col, start:stop]
+                first(acc, a_t[0, start:stop], b[0, col], stop - start)
                 for j in range(1, k):
-                    along_rows(acc, a_t[j, start:start + width], b[j, col], width)
-                out[start:start + width, col] = acc[:width]
+                    along(acc, a_t[j, start:stop], b[j, col], stop - start)
 
     return kernel
 
@@ -282,14 +263,30 @@ _dot_f16 = _make_dot(round_f16)
 _dot_bf16 = _make_dot(round_bf16)
 
 
+@_jit
+def _transpose(a, a_t):
+    n, k = a.shape
+    for i in range(n):
+        row = a[i]
+        for j in range(k):
+            a_t[j, i] = row[j]
+
+
 def dot(a: onp.ndarray, b: onp.ndarray, fmt: str) -> onp.ndarray:
     """float32 a (n, k) @ b (k, m), k >= 1, both holding values of ``fmt``: each product and
-    each partial sum (over k in index order) rounded to ``fmt``."""
-    a = onp.ascontiguousarray(a)
-    b = onp.ascontiguousarray(b)
-    out = onp.empty((a.shape[0], b.shape[1]), dtype=onp.float32)
-    (_dot_f16 if fmt == "float16" else _dot_bf16)(a, b, out)
-    return out
+    each partial sum (over k in index order) rounded to ``fmt``. The result is Fortran-ordered
+    (its transpose is contiguous), so a product that feeds another one needs no transposition."""
+    n, k = a.shape
+    if a.T.flags.c_contiguous:
+        a_t = a.T
+    elif a.flags.c_contiguous:
+        a_t = onp.empty((k, n), dtype=onp.float32)
+        _transpose(a, a_t)
+    else:
+        a_t = onp.ascontiguousarray(a.T)
+    out_t = onp.empty((b.shape[1], n), dtype=onp.float32)
+    (_dot_f16 if fmt == "float16" else _dot_bf16)(a_t, onp.ascontiguousarray(b), out_t)
+    return out_t.T
 
 
 # ---- table lookups (functions of one format value) ---------------------------------------------
@@ -311,6 +308,9 @@ def lookup(x: onp.ndarray, table: onp.ndarray, fmt: str) -> onp.ndarray | None:
     """table[pattern of x] for float32 x holding values of ``fmt`` (None: no compiled lookup)."""
     if fmt == "float16" and not hardware_half():
         return None
+    if x.ndim == 2 and x.T.flags.c_contiguous and not x.flags.c_contiguous:  # keep a Fortran layout
+        result = lookup(x.T, table, fmt)
+        return None if result is None else result.T
     flat = onp.ascontiguousarray(x).reshape(-1)
     out = onp.empty(flat.shape, dtype=onp.float32)
     (_lookup_f16 if fmt == "float16" else _lookup_bf16)(flat, table, out)
