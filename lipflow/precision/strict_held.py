@@ -211,6 +211,8 @@ def to_held(x: Any, fmt: str) -> HeldArray:
     x = onp.asarray(x)
     if x.dtype == _F32:
         return _wrap(cls, round_held(x, fmt))
+    if x.dtype == onp.float64 and _use_numba():
+        return _wrap(cls, _compiled().from_float64_kernel(fmt)(x))
     if x.dtype != cls.format_dtype:
         with onp.errstate(over="ignore"):
             x = x.astype(cls.format_dtype)

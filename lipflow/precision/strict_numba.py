@@ -30,7 +30,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-__all__ = ["binary_kernels", "dot", "hardware_half", "lookup", "round_kernel", "unary_kernels"]
+__all__ = ["binary_kernels", "dot", "from_float64_kernel", "hardware_half", "lookup", "round_kernel", "unary_kernels"]
 
 _jit = numba.njit(cache=True, error_model="numpy", nogil=True)
 _inline = numba.njit(cache=True, error_model="numpy", nogil=True, inline="always")
@@ -139,7 +139,37 @@ def _bits(typingctx, x):
     return types.uint32(types.float32), codegen
 
 
+@intrinsic
+def _from_bits(typingctx, b):
+    """The float32 whose bits are the low 32 bits of the integer b."""
+    if not isinstance(b, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        value = args[0]
+        if b.bitwidth > 32:
+            value = builder.trunc(value, _I32)
+        return builder.bitcast(value, _F32)
+
+    return types.float32(b), codegen
+
+
 round_f16 = _round_f16_hardware if hardware_half() else _round_f16_bits
+
+
+@numba.njit(cache=True, error_model="numpy", nogil=True, inline="always")
+def _round_to_odd32(x):
+    """float64 -> float32 rounded to odd (an inexact result gets its last bit set); then one
+    rounding to a format of at most 22 bits is the correctly rounded conversion of x
+    (Boldo and Melquiond 2008)."""
+    single = onp.float32(x)
+    wide = onp.float64(single)
+    if wide == x or x != x:
+        return single
+    bits = _bits(single)
+    if abs(wide) > abs(x):
+        bits -= numba.uint32(1)
+    return _from_bits(bits | numba.uint32(1))
 
 
 def _vectorize(signature: str):
@@ -208,6 +238,23 @@ def sqrt_bf16(a):
 @_vectorize("float32(float32)")
 def round32_bf16(a):
     return round_bf16(a)
+
+
+@_vectorize("float32(float64)")
+def from64_f16(x):
+    return round_f16(_round_to_odd32(x))
+
+
+@_vectorize("float32(float64)")
+def from64_bf16(x):
+    return round_bf16(onp.float32(x))
+
+
+def from_float64_kernel(fmt: str) -> onp.ufunc:
+    """float64 -> value of ``fmt`` held in float32, as NumPy's ``astype`` converts: binary16
+    rounded once (through binary32 rounded to odd), bfloat16 through binary32 rounded to
+    nearest (ml_dtypes' conversion: double rounding)."""
+    return (from64_f16 if fmt == "float16" else from64_bf16).ufunc
 
 
 def binary_kernels(fmt: str) -> dict[str, onp.ufunc]:
