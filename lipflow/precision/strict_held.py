@@ -81,21 +81,21 @@ def _use_numba() -> bool:
 def round_held(x: onp.ndarray, fmt: str) -> onp.ndarray:
     """float32 ``x`` rounded to the values of ``fmt`` (plain float32; NaN kept)."""
     if _use_numba():
-        return _compiled().round_kernel(fmt)(x)
+        return _compiled().ufunc("round", fmt)(x)
     with onp.errstate(all="ignore"):
         return round_to_format(x, fmt)
 
 
 def _binary(name: str, fmt: str, a: Any, b: Any) -> onp.ndarray:
     if _use_numba():
-        return _compiled().binary_kernels(fmt)[name](a, b)
+        return _compiled().ufunc(name, fmt)(a, b)
     with onp.errstate(all="ignore"):
         return round_to_format(getattr(onp, name)(a, b), fmt)
 
 
 def _unary(name: str, fmt: str, a: Any) -> onp.ndarray:
     if _use_numba():
-        return _compiled().unary_kernels(fmt)[name](a)
+        return _compiled().ufunc(name, fmt)(a)
     with onp.errstate(all="ignore"):
         return round_to_format(getattr(onp, name)(a), fmt)
 
@@ -212,7 +212,7 @@ def to_held(x: Any, fmt: str) -> HeldArray:
     if x.dtype == _F32:
         return _wrap(cls, round_held(x, fmt))
     if x.dtype == onp.float64 and _use_numba():
-        return _wrap(cls, _compiled().from_float64_kernel(fmt)(x))
+        return _wrap(cls, _compiled().ufunc("from64", fmt)(x))
     if x.dtype != cls.format_dtype:
         with onp.errstate(over="ignore"):
             x = x.astype(cls.format_dtype)

@@ -30,7 +30,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-__all__ = ["binary_kernels", "dot", "from_float64_kernel", "hardware_half", "lookup", "round_kernel", "unary_kernels"]
+__all__ = ["dot", "hardware_half", "lookup", "ufunc"]
 
 _jit = numba.njit(cache=True, error_model="numpy", nogil=True)
 _inline = numba.njit(cache=True, error_model="numpy", nogil=True, inline="always")
@@ -172,142 +172,141 @@ def _round_to_odd32(x):
     return _from_bits(bits | numba.uint32(1))
 
 
-def _vectorize(signature: str):
-    return numba.vectorize([signature], cache=True, nopython=True)
-
-
 # ---- elementwise: one binary32 operation, one rounding -----------------------------------------
-# (written out per format: numba caches module-level functions, not closures)
+# Plain functions, compiled into NumPy ufuncs on first use (each one cached on disk by numba).
 
 
-@_vectorize("float32(float32, float32)")
 def add_f16(a, b):
     return round_f16(a + b)
 
 
-@_vectorize("float32(float32, float32)")
 def subtract_f16(a, b):
     return round_f16(a - b)
 
 
-@_vectorize("float32(float32, float32)")
 def multiply_f16(a, b):
     return round_f16(a * b)
 
 
-@_vectorize("float32(float32, float32)")
 def divide_f16(a, b):
     return round_f16(a / b)
 
 
-@_vectorize("float32(float32)")
 def sqrt_f16(a):
     return round_f16(onp.sqrt(a))
 
 
-@_vectorize("float32(float32)")
-def round32_f16(a):
+def round_f16_values(a):
     return round_f16(a)
 
 
-@_vectorize("float32(float32, float32)")
-def add_bf16(a, b):
-    return round_bf16(a + b)
-
-
-@_vectorize("float32(float32, float32)")
-def subtract_bf16(a, b):
-    return round_bf16(a - b)
-
-
-@_vectorize("float32(float32, float32)")
-def multiply_bf16(a, b):
-    return round_bf16(a * b)
-
-
-@_vectorize("float32(float32, float32)")
-def divide_bf16(a, b):
-    return round_bf16(a / b)
-
-
-@_vectorize("float32(float32)")
-def sqrt_bf16(a):
-    return round_bf16(onp.sqrt(a))
-
-
-@_vectorize("float32(float32)")
-def round32_bf16(a):
-    return round_bf16(a)
-
-
-@_vectorize("float32(float64)")
 def from64_f16(x):
     return round_f16(_round_to_odd32(x))
 
 
-@_vectorize("float32(float64)")
+def add_bf16(a, b):
+    return round_bf16(a + b)
+
+
+def subtract_bf16(a, b):
+    return round_bf16(a - b)
+
+
+def multiply_bf16(a, b):
+    return round_bf16(a * b)
+
+
+def divide_bf16(a, b):
+    return round_bf16(a / b)
+
+
+def sqrt_bf16(a):
+    return round_bf16(onp.sqrt(a))
+
+
+def round_bf16_values(a):
+    return round_bf16(a)
+
+
 def from64_bf16(x):
     return round_bf16(onp.float32(x))
 
 
-def from_float64_kernel(fmt: str) -> onp.ufunc:
-    """float64 -> value of ``fmt`` held in float32, as NumPy's ``astype`` converts: binary16
-    rounded once (through binary32 rounded to odd), bfloat16 through binary32 rounded to
-    nearest (ml_dtypes' conversion: double rounding)."""
-    return (from64_f16 if fmt == "float16" else from64_bf16).ufunc
+_SIGNATURES = {"add": "float32(float32, float32)", "subtract": "float32(float32, float32)",
+               "multiply": "float32(float32, float32)", "divide": "float32(float32, float32)",
+               "sqrt": "float32(float32)", "round": "float32(float32)", "from64": "float32(float64)"}
+_FUNCTIONS = {"add": "add", "subtract": "subtract", "multiply": "multiply", "divide": "divide", "sqrt": "sqrt",
+              "round": "round_{}_values", "from64": "from64"}
 
 
-def binary_kernels(fmt: str) -> dict[str, onp.ufunc]:
-    """{"add", "subtract", "multiply", "divide"} -> fused NumPy ufunc (float32, float32) -> float32."""
+@functools.cache
+def ufunc(name: str, fmt: str) -> onp.ufunc:
+    """The fused NumPy ufunc ``name`` ("add", "subtract", "multiply", "divide", "sqrt": one
+    binary32 operation and one rounding; "round": float32 -> nearest value of ``fmt``;
+    "from64": float64 -> value of ``fmt`` as NumPy's ``astype`` converts, binary16 rounded
+    once through binary32 rounded to odd, bfloat16 through binary32 rounded to nearest as
+    ml_dtypes does), all held in float32."""
     suffix = "f16" if fmt == "float16" else "bf16"
-    names = ("add", "subtract", "multiply", "divide")
-    return {name: globals()[f"{name}_{suffix}"].ufunc for name in names}
-
-
-def unary_kernels(fmt: str) -> dict[str, onp.ufunc]:
-    """{"sqrt"} -> fused NumPy ufunc float32 -> float32."""
-    return {"sqrt": (sqrt_f16 if fmt == "float16" else sqrt_bf16).ufunc}
-
-
-def round_kernel(fmt: str) -> onp.ufunc:
-    """float32 -> nearest value of ``fmt``, in float32 (a NumPy ufunc)."""
-    return (round32_f16 if fmt == "float16" else round32_bf16).ufunc
+    pattern = _FUNCTIONS[name]
+    function = globals()[pattern.format(suffix) if "{}" in pattern else f"{pattern}_{suffix}"]
+    return numba.vectorize([_SIGNATURES[name]], cache=True, nopython=True)(function).ufunc
 
 
 # ---- sequential dot: every product and every partial sum rounded ----------------------------------
 
 
-def _make_dot(round_fn):
-    # The inner loops run across rows over contiguous slices of a transposed (k, n), so LLVM
-    # vectorises them; each output element is still its own sequence over j = 0, 1, ..., k-1:
-    # s_0 = round(a_i0 b_0c), s_j = round(s_(j-1) + round(a_ij b_jc)).
-    @_inline
-    def first(acc, row, b_0c, width):
-        for i in range(width):
-            acc[i] = round_fn(row[i] * b_0c)
-
-    @_inline
-    def along(acc, row, b_jc, width):
-        for i in range(width):
-            acc[i] = round_fn(acc[i] + round_fn(row[i] * b_jc))
-
-    @_jit
-    def kernel(a_t, b, out_t):
-        k, n = a_t.shape
-        m = b.shape[1]
-        for start in range(0, n, _BLOCK):
-            stop = min(n, start + _BLOCK)
-            for col in range(m):
-                acc = out_t[col, start:stop]
-                first(acc, a_t[0, start:stop], b[0, col], stop - start)
-                for j in range(1, k):
-                    along(acc, a_t[j, start:stop], b[j, col], stop - start)
-
-    return kernel
+# The inner loops run across rows over contiguous slices of a transposed (k, n), so LLVM
+# vectorises them; each output element is still its own sequence over j = 0, 1, ..., k-1:
+# s_0 = round(a_i0 b_0c), s_j = round(s_(j-1) + round(a_ij b_jc)). Written out per format:
+# numba caches module-level functions, not closures.
 
 
-_dot_f16 = _make_dot(round_f16)
-_dot_bf16 = _make_dot(round_bf16)
+@_inline
+def _first_f16(acc, row, b_0c, width):
+    for i in range(width):
+        acc[i] = round_f16(row[i] * b_0c)
+
+
+@_inline
+def _along_f16(acc, row, b_jc, width):
+    for i in range(width):
+        acc[i] = round_f16(acc[i] + round_f16(row[i] * b_jc))
+
+
+@_jit
+def _dot_f16(a_t, b, out_t):
+    k, n = a_t.shape
+    for start in range(0, n, _BLOCK):
+        stop = min(n, start + _BLOCK)
+        for col in range(b.shape[1]):
+            acc = out_t[col, start:stop]
+            _first_f16(acc, a_t[0, start:stop], b[0, col], stop - start)
+            for j in range(1, k):
+                _along_f16(acc, a_t[j, start:stop], b[j, col], stop - start)
+
+
+@_inline
+def _first_bf16(acc, row, b_0c, width):
+    for i in range(width):
+        acc[i] = round_bf16(row[i] * b_0c)
+
+
+@_inline
+def _along_bf16(acc, row, b_jc, width):
+    for i in range(width):
+        acc[i] = round_bf16(acc[i] + round_bf16(row[i] * b_jc))
+
+
+@_jit
+def _dot_bf16(a_t, b, out_t):
+    k, n = a_t.shape
+    for start in range(0, n, _BLOCK):
+        stop = min(n, start + _BLOCK)
+        for col in range(b.shape[1]):
+            acc = out_t[col, start:stop]
+            _first_bf16(acc, a_t[0, start:stop], b[0, col], stop - start)
+            for j in range(1, k):
+                _along_bf16(acc, a_t[j, start:stop], b[j, col], stop - start)
 
 
 @_jit
