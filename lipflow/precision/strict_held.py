@@ -299,6 +299,11 @@ def _on_format_dtype(cls: type[HeldArray], ufunc: onp.ufunc, method: str, inputs
         ) not in (None, onp.ndarray.__array_ufunc__, HeldArray.__array_ufunc__):
             return NotImplemented
     converted = [_to_storage(cls, x) for x in inputs]
+    if method == "at":  # in place on the first operand: work on the format copy, write it back
+        getattr(ufunc, method)(*converted, **kwargs)
+        if converted[0] is not inputs[0]:
+            inputs[0][...] = _from_storage(cls, converted[0])
+        return None
     out = kwargs.pop("out", None)
     if out is not None:
         result = getattr(ufunc, method)(*converted, **kwargs)
