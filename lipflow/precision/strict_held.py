@@ -278,6 +278,8 @@ def _operands(cls: type[HeldArray], inputs: tuple) -> Any:
 def _to_storage(cls: type[HeldArray], x: Any) -> Any:
     if isinstance(x, HeldArray):
         return to_format(x)
+    if type(x) in (float, int):  # as in the fast path (ml_dtypes would promote bfloat16 to float32)
+        return onp.asarray(_number(cls.fmt, float(x))).astype(cls.format_dtype)
     if isinstance(x, (onp.ndarray, onp.generic)) and x.dtype == _F32:
         return to_format(to_held(x, cls.fmt))
     return x
