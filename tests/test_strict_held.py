@@ -234,6 +234,8 @@ def test_how_operands_are_taken(fmt: str) -> None:
     assert type(wide) is np.ndarray and wide.dtype == np.float64 and wide[0] == 1 + 1 / 3
     # moving values keeps the representation; computing NumPy functions round once
     assert type(np.concatenate([x, x])) is cls and type(np.where(x > 1, x, -x)) is cls
+    assert float(np.where(x > 1, x, 1 / 3)[0]) == third  # a number placed by a NumPy function is rounded
+    assert float(np.concatenate([x, np.float32([1 / 3])])[-1]) == third
     assert type(x.view(np.ndarray)) is cls and type(plain(x)) is np.ndarray
     assert type(x.astype(np.float32)) is np.ndarray and x.astype(np.float64).dtype == np.float64
     m = ctx.cast(np.random.default_rng(6).standard_normal((4, 30)))

@@ -52,13 +52,13 @@ _EXACT = frozenset({onp.negative, onp.positive, onp.absolute})
 #: boolean results, exact in binary32
 _PREDICATES = frozenset({onp.greater, onp.greater_equal, onp.less, onp.less_equal, onp.equal, onp.not_equal,
                          onp.isnan, onp.isinf, onp.isfinite, onp.signbit})
-#: NumPy functions that only move or select values (their results need no rounding)
+#: NumPy functions whose results hold only their array arguments' elements (or zeros and ones):
+#: on held arguments alone they need no rounding (anything else is rounded once to the format)
 _MOVING = frozenset(getattr(onp, name) for name in (
-    "concatenate", "stack", "hstack", "vstack", "where", "reshape", "transpose", "moveaxis", "swapaxes",
+    "concatenate", "stack", "hstack", "vstack", "reshape", "transpose", "moveaxis", "swapaxes",
     "broadcast_to", "expand_dims", "squeeze", "ravel", "take", "take_along_axis", "flip", "roll",
     "atleast_1d", "atleast_2d", "copy", "split", "array_split", "tile", "repeat", "diag", "diagonal",
-    "triu", "tril", "sort", "zeros_like", "ones_like", "empty_like", "full_like", "clip", "select",
-    "amax", "amin", "max", "min",
+    "triu", "tril", "sort", "zeros_like", "ones_like", "empty_like", "amax", "amin", "max", "min",
 ))
 
 
@@ -125,8 +125,9 @@ class HeldArray(onp.ndarray):
         return _on_format_dtype(cls, ufunc, method, inputs, kwargs)
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        cls = type(self)
         result = super().__array_function__(func, types, args, kwargs)
-        return _rewrap(type(self), result, func in _MOVING)
+        return _rewrap(cls, result, func in _MOVING and all(issubclass(kind, cls) for kind in types))
 
     def view(self, *args: Any, **kwargs: Any) -> Any:
         """As ``ndarray.view``, except that a float32 view as ``np.ndarray`` stays held (it
