@@ -241,6 +241,11 @@ def test_how_operands_are_taken(fmt: str) -> None:
     m = ctx.cast(np.random.default_rng(6).standard_normal((4, 30)))
     accumulated = round_to_format(plain(m) @ plain(m).T, fmt)
     assert type(np.dot(m, m.T)) is cls and np.array_equal(np.asarray(np.dot(m, m.T)), accumulated)
+    # stores and in-place operations keep format values
+    y = x.copy()
+    y[0] = 1 / 3
+    y += 1 / 3
+    assert type(y) is cls and float(y[0]) == float(to_held(np.array([third]), fmt) + third)
     # reductions run on the format dtype itself
     assert np.array_equal(np.asarray(np.sum(m, axis=1)), np.sum(to_format(m), axis=1).astype(np.float32))
     assert type(np.max(m)) is cls and float(np.max(m)) == float(np.max(to_format(m)))

@@ -138,6 +138,11 @@ class HeldArray(onp.ndarray):
             return onp.ndarray.view(result, type(self))
         return result
 
+    def __setitem__(self, key: Any, value: Any) -> None:
+        """Stored values are values of the format (others are converted as ``to_held`` does)."""
+        held = value if type(value) is type(self) else to_held(value, self.fmt)
+        onp.ndarray.__setitem__(plain(self), key, plain(held))
+
     def astype(self, dtype: Any, *args: Any, **kwargs: Any) -> onp.ndarray:
         """A plain array of ``dtype`` (the float32 values converted as NumPy converts them)."""
         return onp.ndarray.astype(plain(self), dtype, *args, **kwargs)
