@@ -37,7 +37,7 @@ from autograd.extend import defvjp, primitive
 
 from lipflow.precision.base import tree_map
 from lipflow.precision.floats import FLOAT_FORMATS, FloatPrecision
-from lipflow.precision.strict_held import HeldArray, held_class, plain, to_format, to_held
+from lipflow.precision.strict_held import HeldArray, _compiled, _use_numba, held_class, plain, to_format, to_held
 from lipflow.precision.strict_kernels import reference_dot, sequential_dot, sequential_sum
 
 __all__ = ["STRICT_FORMATS", "StrictPrecision", "strict_dot", "strict_precision", "strict_sum"]
@@ -115,22 +115,24 @@ def _holds_format(cls: type[HeldArray], x: Any) -> bool:
 
 
 def _held_dot(cls: type[HeldArray], a: Any, b: Any) -> HeldArray:
-    from lipflow.precision.strict_held import _compiled, _use_numba
-
-    vector = onp.ndim(b) == 1
-    if not (_holds_format(cls, a) and _holds_format(cls, b)):  # exact float64 products, each rounded once
-        aw = to_format(to_held(a, cls.fmt)) if _holds_format(cls, a) else onp.asarray(a)
-        bw = onp.asarray(b)
-        result = reference_dot(aw, bw[:, None] if vector else bw, cls.format_dtype, _round)
-        return to_held(result[..., 0] if vector else result, cls.fmt)
-    a, b = to_held(a, cls.fmt), to_held(b, cls.fmt)
+    if not (type(a) is cls and type(b) is cls):
+        vector = onp.ndim(b) == 1
+        if not (_holds_format(cls, a) and _holds_format(cls, b)):  # exact float64 products, each rounded once
+            aw = to_format(to_held(a, cls.fmt)) if _holds_format(cls, a) else onp.asarray(a)
+            bw = onp.asarray(b)
+            result = reference_dot(aw, bw[:, None] if vector else bw, cls.format_dtype, _round)
+            return to_held(result[..., 0] if vector else result, cls.fmt)
+        a, b = to_held(a, cls.fmt), to_held(b, cls.fmt)
+    vector = b.ndim == 1
     matrix = b[:, None] if vector else b
-    lead, k = a.shape[:-1], a.shape[-1]
+    k = a.shape[-1]
     if k == 0 or not _use_numba():
         result = to_held(sequential_dot(to_format(a), to_format(matrix), cls.format_dtype), cls.fmt)
+    elif a.ndim == 2:
+        result = onp.ndarray.view(_compiled().dot(plain(a), plain(matrix), cls.fmt), cls)
     else:
         rows = plain(a).reshape(-1, k)
-        result = _compiled().dot(rows, plain(matrix), cls.fmt).reshape(*lead, -1).view(cls)
+        result = _compiled().dot(rows, plain(matrix), cls.fmt).reshape(*a.shape[:-1], -1).view(cls)
     return result[..., 0] if vector else result
 
 
@@ -218,8 +220,6 @@ def _table(fun64: Callable, fmt: str) -> onp.ndarray:
 
 
 def _lookup(table: onp.ndarray, x: HeldArray) -> HeldArray:
-    from lipflow.precision.strict_held import _compiled, _use_numba
-
     cls = type(x)
     raw = plain(x)
     result = _compiled().lookup(raw, table, cls.fmt) if _use_numba() else None

@@ -44,9 +44,12 @@ __all__ = ["BFloat16Held", "Binary16Held", "HeldArray", "held_class", "plain", "
 
 _BF16 = FLOAT_FORMATS["bfloat16"][0]
 _F32 = onp.dtype(onp.float32)
+_ND = onp.ndarray
+_VIEW = onp.ndarray.view
 
-_ROUNDED_BINARY = {onp.add: "add", onp.subtract: "subtract", onp.multiply: "multiply", onp.true_divide: "divide"}
-_ROUNDED_UNARY = {onp.sqrt: "sqrt"}
+#: ufuncs computed in binary32 and rounded once (correctly rounded: lem:binary32-double-rounding)
+_ROUNDED = {onp.add: "add", onp.subtract: "subtract", onp.multiply: "multiply", onp.true_divide: "divide",
+            onp.sqrt: "sqrt"}
 #: exact on format values: no rounding needed
 _EXACT = frozenset({onp.negative, onp.positive, onp.absolute})
 #: boolean results, exact in binary32
@@ -81,23 +84,29 @@ def _use_numba() -> bool:
 def round_held(x: onp.ndarray, fmt: str) -> onp.ndarray:
     """float32 ``x`` rounded to the values of ``fmt`` (plain float32; NaN kept)."""
     if _use_numba():
-        return _compiled().ufunc("round", fmt)(x)
+        return _fused("round", fmt)(x)
     with onp.errstate(all="ignore"):
         return round_to_format(x, fmt)
 
 
-def _binary(name: str, fmt: str, a: Any, b: Any) -> onp.ndarray:
-    if _use_numba():
-        return _compiled().ufunc(name, fmt)(a, b)
-    with onp.errstate(all="ignore"):
-        return round_to_format(getattr(onp, name)(a, b), fmt)
+#: (name, fmt) -> compiled ufunc, filled on first use
+_FUSED: dict[tuple[str, str], onp.ufunc] = {}
 
 
-def _unary(name: str, fmt: str, a: Any) -> onp.ndarray:
+def _fused(name: str, fmt: str) -> onp.ufunc:
+    kernel = _FUSED.get((name, fmt))
+    if kernel is None:
+        kernel = _FUSED[name, fmt] = _compiled().ufunc(name, fmt)
+    return kernel
+
+
+def _apply(name: str, fmt: str, *args: Any) -> onp.ndarray:
+    """One binary32 operation ``name`` on the operands and one rounding to ``fmt``."""
     if _use_numba():
-        return _compiled().ufunc(name, fmt)(a)
+        kernel = _FUSED.get((name, fmt))
+        return (kernel or _fused(name, fmt))(*args)
     with onp.errstate(all="ignore"):
-        return round_to_format(getattr(onp, name)(a), fmt)
+        return round_to_format(getattr(onp, name)(*args), fmt)
 
 
 class HeldArray(onp.ndarray):
@@ -110,14 +119,17 @@ class HeldArray(onp.ndarray):
     def __array_ufunc__(self, ufunc: onp.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
         cls = type(self)
         if method == "__call__" and not kwargs:
+            name = _ROUNDED.get(ufunc)
+            if name is not None and len(inputs) == 2 and type(inputs[0]) is cls and type(inputs[1]) is cls:
+                # the common case, kept short: two held operands of this format
+                result = _apply(name, cls.fmt, _VIEW(inputs[0], _ND), _VIEW(inputs[1], _ND))
+                return _VIEW(result, cls) if type(result) is _ND else _wrap(cls, result)
             args = _operands(cls, inputs)
             if args is NotImplemented:
                 return NotImplemented
             if args is not None:
-                if ufunc in _ROUNDED_BINARY:
-                    return _wrap(cls, _binary(_ROUNDED_BINARY[ufunc], cls.fmt, *args))
-                if ufunc in _ROUNDED_UNARY:
-                    return _wrap(cls, _unary(_ROUNDED_UNARY[ufunc], cls.fmt, *args))
+                if name is not None:
+                    return _wrap(cls, _apply(name, cls.fmt, *args))
                 if ufunc in _EXACT:
                     return _wrap(cls, ufunc(*args))
                 if ufunc in _PREDICATES:
@@ -218,7 +230,7 @@ def to_held(x: Any, fmt: str) -> HeldArray:
     if x.dtype == _F32:
         return _wrap(cls, round_held(x, fmt))
     if x.dtype == onp.float64 and _use_numba():
-        return _wrap(cls, _compiled().ufunc("from64", fmt)(x))
+        return _wrap(cls, _fused("from64", fmt)(x))
     if x.dtype != cls.format_dtype:
         with onp.errstate(over="ignore"):
             x = x.astype(cls.format_dtype)

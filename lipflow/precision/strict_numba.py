@@ -274,8 +274,9 @@ def _along_f16(acc, row, b_jc, width):
 
 
 @_jit
-def _dot_f16(a_t, b, out_t):
+def _dot_f16(a_t, b):
     k, n = a_t.shape
+    out_t = onp.empty((b.shape[1], n), dtype=onp.float32)
     for start in range(0, n, _BLOCK):
         stop = min(n, start + _BLOCK)
         for col in range(b.shape[1]):
@@ -283,6 +284,12 @@ def _dot_f16(a_t, b, out_t):
             _first_f16(acc, a_t[0, start:stop], b[0, col], stop - start)
             for j in range(1, k):
                 _along_f16(acc, a_t[j, start:stop], b[j, col], stop - start)
+    return out_t
+
+
+@_jit
+def _dot_f16_rows(a, b):
+    return _dot_f16(_transposed(a), b)
 
 
 @_inline
@@ -298,8 +305,9 @@ def _along_bf16(acc, row, b_jc, width):
 
 
 @_jit
-def _dot_bf16(a_t, b, out_t):
+def _dot_bf16(a_t, b):
     k, n = a_t.shape
+    out_t = onp.empty((b.shape[1], n), dtype=onp.float32)
     for start in range(0, n, _BLOCK):
         stop = min(n, start + _BLOCK)
         for col in range(b.shape[1]):
@@ -307,31 +315,37 @@ def _dot_bf16(a_t, b, out_t):
             _first_bf16(acc, a_t[0, start:stop], b[0, col], stop - start)
             for j in range(1, k):
                 _along_bf16(acc, a_t[j, start:stop], b[j, col], stop - start)
+    return out_t
 
 
 @_jit
-def _transpose(a, a_t):
+def _dot_bf16_rows(a, b):
+    return _dot_bf16(_transposed(a), b)
+
+
+@_inline
+def _transposed(a):
     n, k = a.shape
+    a_t = onp.empty((k, n), dtype=onp.float32)
     for i in range(n):
         row = a[i]
         for j in range(k):
             a_t[j, i] = row[j]
+    return a_t
 
 
 def dot(a: onp.ndarray, b: onp.ndarray, fmt: str) -> onp.ndarray:
     """float32 a (n, k) @ b (k, m), k >= 1, both holding values of ``fmt``: each product and
     each partial sum (over k in index order) rounded to ``fmt``. The result is Fortran-ordered
     (its transpose is contiguous), so a product that feeds another one needs no transposition."""
-    n, k = a.shape
-    if a.T.flags.c_contiguous:
-        a_t = a.T
-    elif a.flags.c_contiguous:
-        a_t = onp.empty((k, n), dtype=onp.float32)
-        _transpose(a, a_t)
+    half = fmt == "float16"
+    flags = a.flags
+    if flags.f_contiguous:  # a.T is contiguous: the kernel's operand as it is
+        out_t = (_dot_f16 if half else _dot_bf16)(a.T, b)
+    elif flags.c_contiguous:
+        out_t = (_dot_f16_rows if half else _dot_bf16_rows)(a, b)
     else:
-        a_t = onp.ascontiguousarray(a.T)
-    out_t = onp.empty((b.shape[1], n), dtype=onp.float32)
-    (_dot_f16 if fmt == "float16" else _dot_bf16)(a_t, onp.ascontiguousarray(b), out_t)
+        out_t = (_dot_f16 if half else _dot_bf16)(onp.ascontiguousarray(a.T), b)
     return out_t.T
 
 
@@ -339,25 +353,30 @@ def dot(a: onp.ndarray, b: onp.ndarray, fmt: str) -> onp.ndarray:
 
 
 @_jit
-def _lookup_f16(x, table, out):
+def _lookup_f16(x, table):
+    out = onp.empty(x.size, dtype=onp.float32)
     for i in range(x.size):
         out[i] = table[_half_bits(x[i])]
+    return out
 
 
 @_jit
-def _lookup_bf16(x, table, out):
+def _lookup_bf16(x, table):
+    out = onp.empty(x.size, dtype=onp.float32)
     for i in range(x.size):
         out[i] = table[_bits(x[i]) >> numba.uint32(16)]
+    return out
 
 
 def lookup(x: onp.ndarray, table: onp.ndarray, fmt: str) -> onp.ndarray | None:
-    """table[pattern of x] for float32 x holding values of ``fmt`` (None: no compiled lookup)."""
+    """table[pattern of x] for float32 x holding values of ``fmt``, in x's layout (None: no
+    compiled lookup on this CPU)."""
     if fmt == "float16" and not hardware_half():
         return None
-    if x.ndim == 2 and x.T.flags.c_contiguous and not x.flags.c_contiguous:  # keep a Fortran layout
-        result = lookup(x.T, table, fmt)
-        return None if result is None else result.T
-    flat = onp.ascontiguousarray(x).reshape(-1)
-    out = onp.empty(flat.shape, dtype=onp.float32)
-    (_lookup_f16 if fmt == "float16" else _lookup_bf16)(flat, table, out)
-    return out.reshape(x.shape)
+    kernel = _lookup_f16 if fmt == "float16" else _lookup_bf16
+    flags = x.flags
+    if flags.c_contiguous:
+        return kernel(x.reshape(-1), table).reshape(x.shape)
+    if flags.f_contiguous:  # keep a Fortran layout
+        return kernel(x.T.reshape(-1), table).reshape(x.T.shape).T
+    return kernel(onp.ascontiguousarray(x).reshape(-1), table).reshape(x.shape)
