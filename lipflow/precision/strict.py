@@ -127,7 +127,7 @@ def _held_dot(cls: type[HeldArray], a: Any, b: Any) -> HeldArray:
     matrix = b[:, None] if vector else b
     k = a.shape[-1]
     if k == 0 or not _use_numba():
-        result = to_held(sequential_dot(to_format(a), to_format(matrix), cls.format_dtype), cls.fmt)
+        result = to_held(sequential_dot(plain(a), plain(matrix), cls.format_dtype, held=True), cls.fmt)
     elif a.ndim == 2:
         result = onp.ndarray.view(_compiled().dot(plain(a), plain(matrix), cls.fmt), cls)
     else:
