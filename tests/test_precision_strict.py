@@ -10,7 +10,7 @@ import pytest
 
 import lipflow
 from lipflow.precision import PRECISION_NAMES, precision
-from lipflow.precision.strict import strict_dot, strict_sum
+from lipflow.precision.strict import strict_dot, strict_precision, strict_sum
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 NAMES = ("float16-strict", "bfloat16-strict")
@@ -48,7 +48,7 @@ def _odd(value: float) -> int:
 def test_sum_rounds_every_partial_sum(name: str) -> None:
     ctx = precision(name)
     x = ctx.cast(np.random.default_rng(0).uniform(0, 4, size=300))
-    assert float(strict_sum(x)) == sequential_reference(np.asarray(x), ctx.dtype)
+    assert float(strict_sum(x)) == sequential_reference(np.asarray(x), ctx.format_dtype)
 
 
 def test_strict_sum_differs_from_numpy_float16() -> None:
@@ -73,8 +73,8 @@ def test_dot_matches_sequential_reference(name: str) -> None:
     for i in range(3):
         for j in range(2):
             exact = np.array([float(a[i, t]) * float(b[t, j]) for t in range(40)])  # exact in float64
-            products = exact.astype(np.float32).astype(ctx.dtype).astype(float)  # <= 22 bits: exact in f32
-            assert float(got[i, j]) == sequential_reference(products, ctx.dtype)
+            products = exact.astype(np.float32).astype(ctx.format_dtype).astype(float)  # <= 22 bits: exact in f32
+            assert float(got[i, j]) == sequential_reference(products, ctx.format_dtype)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -113,6 +113,8 @@ def test_flow_runs_and_differentiates(name: str) -> None:
 
 
 def test_names_registered() -> None:
-    assert precision("float16-strict").dtype == np.float16
-    assert precision("bfloat16-strict").dtype == BF16
+    assert precision("float16-strict").format_dtype == np.float16
+    assert precision("bfloat16-strict").format_dtype == BF16
+    assert precision("float16-strict").dtype == np.float32  # held: binary16 values in float32 arrays
+    assert strict_precision("bfloat16-strict", held=False).dtype == BF16
     assert {"float16-strict", "bfloat16-strict"} <= set(PRECISION_NAMES)

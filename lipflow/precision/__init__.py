@@ -19,6 +19,7 @@ from lipflow.precision.doubledouble import DDArray, DDPrecision, dd_precision
 from lipflow.precision.floats import FLOAT_FORMATS, FloatPrecision
 from lipflow.precision.mp import MPPrecision, dps_of_context, mp_precision
 from lipflow.precision.strict import STRICT_FORMATS, StrictPrecision, strict_precision
+from lipflow.precision.strict_held import HeldArray
 
 __all__ = [
     "PRECISION_NAMES",
@@ -83,6 +84,8 @@ def infer_precision(x: Any) -> Precision:
         return precision("dd")
     if type(x).__name__ == "TDArray":
         return precision("td")
+    if isinstance(x, HeldArray):
+        return precision(f"{x.fmt}-strict")
     dtype = getattr(x, "dtype", None)
     if dtype is None:
         x = onp.asarray(x)

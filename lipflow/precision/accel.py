@@ -1,9 +1,11 @@
-"""Which implementation runs the double-double and triple-double kernels: NumPy or numba.
+"""Which implementation runs the double-double, triple-double and strict low-precision kernels:
+NumPy or numba.
 
 numba is an optional accelerator (``pip install 'lipflow[fast]'``). The compiled kernels
 evaluate the *same* sequence of IEEE operations as the NumPy kernels, one element at a time,
-so their results are bit-identical (``tests/test_dd_numba.py`` checks it) and the error bounds
-of the NumPy kernels (``theory/lem-dd-expm1.md``) carry over. Importing lipflow never imports
+so their results are bit-identical (``tests/test_dd_numba.py`` and ``tests/test_strict_held.py``
+check it) and the error bounds of the NumPy kernels (``theory/lem-dd-expm1.md``,
+``theory/lem-binary32-double-rounding.md``) carry over. Importing lipflow never imports
 numba: the kernels compile on first use (cached on disk with ``cache=True``).
 
 The choice is a context variable (thread- and task-local): ``"auto"`` (numba when installed,

@@ -11,13 +11,23 @@ rounding to be innocuous: ``lem:binary32-double-rounding``); this context adds
   once to the format (not evaluated in float32 and rounded, and not composed of several
   rounded steps as the plain contexts' sigmoid is).
 
-Gradients work (autograd primitives whose derivatives follow the same rules). ``dot`` and
-``sum`` run as vectorised binary32 kernels (:mod:`lipflow.precision.strict_kernels`);
-``benchmarks/strict_lowp.py`` measures the cost.
+Gradients work (autograd primitives whose derivatives follow the same rules).
+
+Arrays are held in float32 (:mod:`lipflow.precision.strict_held`: every element a value of the
+format, every ufunc computed in binary32 and rounded once), so the strict contexts run at close
+to float32 speed: ``dot`` and ``sum`` are one compiled pass with numba
+(:mod:`lipflow.precision.strict_numba`) or the vectorised kernels of
+:mod:`lipflow.precision.strict_kernels`, and a function of one argument is a lookup in a table
+of its strict value at every one of the 2^16 format numbers, built once (the table entry is
+the float64 evaluation rounded once, so a lookup and the evaluation give the same bits).
+``strict_precision(name, held=False)`` keeps the format dtype itself as storage (NumPy float16
+/ ml_dtypes bfloat16 arithmetic: the same results, ~10x slower); every function here accepts
+both. ``benchmarks/strict_lowp.py`` measures the cost.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +35,9 @@ from typing import Any
 import numpy as onp
 from autograd.extend import defvjp, primitive
 
+from lipflow.precision.base import tree_map
 from lipflow.precision.floats import FLOAT_FORMATS, FloatPrecision
+from lipflow.precision.strict_held import HeldArray, _compiled, _use_numba, held_class, plain, to_format, to_held
 from lipflow.precision.strict_kernels import reference_dot, sequential_dot, sequential_sum
 
 __all__ = ["STRICT_FORMATS", "StrictPrecision", "strict_dot", "strict_precision", "strict_sum"]
@@ -82,7 +94,11 @@ def _wide(x: Any) -> onp.ndarray:
 def strict_dot(a: Any, b: Any) -> onp.ndarray:
     """a (..., k) times b (k,) or (k, m): each product and each partial sum rounded to the
     storage format of ``a``, summing k = 0, 1, ... in order (binary32 operations rounded once,
-    correctly rounded by ``lem:binary32-double-rounding``)."""
+    correctly rounded by ``lem:binary32-double-rounding``). Held arrays (either operand) give
+    held results, format arrays format results."""
+    held = a if isinstance(a, HeldArray) else b if isinstance(b, HeldArray) else None
+    if held is not None:
+        return _held_dot(type(held), a, b)
     dtype = onp.asarray(a).dtype
     bw = onp.asarray(b)
     vector = bw.ndim == 1
@@ -94,10 +110,41 @@ def strict_dot(a: Any, b: Any) -> onp.ndarray:
     return result[..., 0] if vector else result
 
 
+def _holds_format(cls: type[HeldArray], x: Any) -> bool:
+    return type(x) is cls or getattr(x, "dtype", None) in (cls.format_dtype, onp.float32)
+
+
+def _held_dot(cls: type[HeldArray], a: Any, b: Any) -> HeldArray:
+    if not (type(a) is cls and type(b) is cls):
+        vector = onp.ndim(b) == 1
+        if not (_holds_format(cls, a) and _holds_format(cls, b)):  # exact float64 products, each rounded once
+            aw = to_format(to_held(a, cls.fmt)) if _holds_format(cls, a) else onp.asarray(a)
+            bw = onp.asarray(b)
+            result = reference_dot(aw, bw[:, None] if vector else bw, cls.format_dtype, _round)
+            return to_held(result[..., 0] if vector else result, cls.fmt)
+        a, b = to_held(a, cls.fmt), to_held(b, cls.fmt)
+    vector = b.ndim == 1
+    matrix = b[:, None] if vector else b
+    k = a.shape[-1]
+    if k == 0 or not _use_numba():
+        result = to_held(sequential_dot(plain(a), plain(matrix), cls.format_dtype, held=True), cls.fmt)
+    elif a.ndim == 2:
+        result = onp.ndarray.view(_compiled().dot(plain(a), plain(matrix), cls.fmt), cls)
+    else:
+        rows = plain(a).reshape(-1, k)
+        result = _compiled().dot(rows, plain(matrix), cls.fmt).reshape(*a.shape[:-1], -1).view(cls)
+    return result[..., 0] if vector else result
+
+
+def _raw(x: Any) -> onp.ndarray:
+    """x as an array, held arrays kept held."""
+    return x if isinstance(x, onp.ndarray) else onp.asarray(x)
+
+
 def _dot_vjp_a(ans: Any, a: Any, b: Any) -> Callable:
     def vjp(g: Any) -> Any:
-        b_t = onp.asarray(b).T if onp.ndim(b) == 2 else onp.asarray(b)[None, :]
-        g_mat = g if onp.ndim(b) == 2 else onp.asarray(g)[..., None]
+        b_t = _raw(b).T if onp.ndim(b) == 2 else _raw(b)[None, :]
+        g_mat = g if onp.ndim(b) == 2 else _raw(g)[..., None]
         return strict_dot(g_mat, b_t)
 
     return vjp
@@ -105,8 +152,8 @@ def _dot_vjp_a(ans: Any, a: Any, b: Any) -> Callable:
 
 def _dot_vjp_b(ans: Any, a: Any, b: Any) -> Callable:
     def vjp(g: Any) -> Any:
-        a_mat = onp.asarray(a).reshape(-1, onp.shape(a)[-1])
-        g_mat = onp.asarray(g).reshape(a_mat.shape[0], -1)
+        a_mat = _raw(a).reshape(-1, onp.shape(a)[-1])
+        g_mat = _raw(g).reshape(a_mat.shape[0], -1)
         result = strict_dot(a_mat.T, g_mat)
         return result[:, 0] if onp.ndim(b) == 1 else result
 
@@ -119,14 +166,24 @@ defvjp(strict_dot, _dot_vjp_a, _dot_vjp_b)
 @primitive
 def strict_sum(x: Any, axis: int | None = None) -> onp.ndarray:
     """Sum along ``axis`` one addition at a time, each partial sum rounded to x's format."""
+    if isinstance(x, HeldArray):
+        cls = type(x)
+        moved = x.reshape(-1) if axis is None else onp.moveaxis(x, axis, -1)
+        k = moved.shape[-1]
+        if k == 0:
+            return onp.zeros(moved.shape[:-1], dtype=onp.float32).view(cls)
+        return _held_dot(cls, moved, onp.ones(k, dtype=onp.float32).view(cls))  # x_j * 1 is exact
     return sequential_sum(x, axis, onp.asarray(x).dtype)
 
 
 def _sum_vjp(ans: Any, x: Any, axis: int | None = None) -> Callable:
     def vjp(g: Any) -> Any:
-        g = onp.asarray(g)
+        g = _raw(g)
         if axis is not None:
             g = onp.expand_dims(g, axis)
+        if isinstance(x, HeldArray):
+            return to_held(g, type(x).fmt).copy() if g.shape == onp.shape(x) else onp.broadcast_to(
+                to_held(g, type(x).fmt), onp.shape(x)).copy()
         return onp.broadcast_to(g, onp.shape(x)).astype(onp.asarray(x).dtype)
 
     return vjp
@@ -152,21 +209,46 @@ def _elu64(x: onp.ndarray) -> onp.ndarray:
     return onp.where(x > 0, x, onp.expm1(onp.minimum(x, 0)))
 
 
+@functools.cache
+def _table(fun64: Callable, fmt: str) -> onp.ndarray:
+    """``fun64`` at every one of the 2^16 patterns of ``fmt``, rounded once, held in float32."""
+    cls = held_class(fmt)
+    patterns = onp.arange(1 << 16, dtype=onp.uint32).astype(onp.uint16).view(cls.format_dtype)
+    with onp.errstate(all="ignore"):
+        values = _round(fun64(_wide(patterns)), cls.format_dtype)
+    return onp.ascontiguousarray(plain(to_held(values, fmt)))
+
+
+def _lookup(table: onp.ndarray, x: HeldArray) -> HeldArray:
+    cls = type(x)
+    raw = plain(x)
+    result = _compiled().lookup(raw, table, cls.fmt) if _use_numba() else None
+    if result is None:
+        index = raw.view(onp.uint32) >> onp.uint32(16) if cls.fmt == "bfloat16" else raw.astype(onp.float16).view(
+            onp.uint16)
+        result = table[index]
+    return result.view(cls)
+
+
+def _evaluate(fun64: Callable, x: Any) -> onp.ndarray:
+    if isinstance(x, HeldArray):
+        return _lookup(_table(fun64, type(x).fmt), x)
+    dtype = onp.asarray(x).dtype
+    with onp.errstate(all="ignore"):
+        return _round(fun64(_wide(x)), dtype)
+
+
 def _once(fun64: Callable, derivative64: Callable) -> Callable:
     """``fun64`` evaluated in float64 and rounded once; its VJP multiplies by the derivative,
-    also evaluated in float64 and rounded once."""
+    also evaluated in float64 and rounded once. On held arrays both are table lookups."""
 
     @primitive
     def apply(x: Any) -> onp.ndarray:
-        dtype = onp.asarray(x).dtype
-        with onp.errstate(all="ignore"):
-            return _round(fun64(_wide(x)), dtype)
+        return _evaluate(fun64, x)
 
     @primitive
     def derivative(x: Any) -> onp.ndarray:
-        dtype = onp.asarray(x).dtype
-        with onp.errstate(all="ignore"):
-            return _round(derivative64(_wide(x)), dtype)
+        return _evaluate(derivative64, x)
 
     defvjp(apply, lambda ans, x: lambda g: g * derivative(x))
     defvjp(derivative, lambda ans, x: lambda g: g * 0)  # second derivatives are not provided
@@ -188,18 +270,40 @@ strict_relu = _once(lambda x: onp.maximum(x, 0), lambda x: (x > 0).astype(onp.fl
 strict_elu = _once(_elu64, lambda x: onp.where(x > 0, 1.0, onp.exp(onp.minimum(x, 0))))
 
 
+@primitive
+def _hold(x: Any, fmt: str) -> HeldArray:
+    return to_held(x, fmt)
+
+
+defvjp(_hold, lambda ans, x, fmt: lambda g: onp.asarray(g).astype(onp.asarray(x).dtype))
+
+
 @dataclass(frozen=True)
 class StrictPrecision(FloatPrecision):
-    """binary16 / bfloat16 storage with every operation rounded to the format."""
+    """binary16 / bfloat16 with every operation rounded to the format.
+
+    Attributes:
+        held: arrays are float32 arrays holding format values (:class:`HeldArray`, the
+            default, fast); False stores them in the format dtype itself (NumPy float16 /
+            ml_dtypes bfloat16: the same values, every operation emulated per element).
+    """
+
+    held: bool = True
 
     @property
     def storage(self) -> str:
-        """The plain format whose arrays this context uses (``"float16"`` or ``"bfloat16"``)."""
+        """The plain format whose values this context uses (``"float16"`` or ``"bfloat16"``)."""
         return STRICT_FORMATS[self.name]
 
     @property
-    def dtype(self) -> onp.dtype:
+    def format_dtype(self) -> onp.dtype:
+        """The NumPy dtype of the format (float16 or ml_dtypes bfloat16)."""
         return FLOAT_FORMATS[self.storage][0]
+
+    @property
+    def dtype(self) -> onp.dtype:
+        """float32 for held arrays (each element a value of the format), else the format dtype."""
+        return onp.dtype(onp.float32) if self.held else self.format_dtype
 
     @property
     def has_linalg(self) -> bool:
@@ -208,6 +312,30 @@ class StrictPrecision(FloatPrecision):
     @property
     def finfo(self) -> Any:
         return FloatPrecision(self.storage, self.mantissa_bits, self.semantics).finfo
+
+    def cast(self, x: Any) -> Any:
+        if not self.held:
+            return super().cast(x)
+        cls = held_class(self.storage)
+
+        def leaf(value: Any) -> Any:
+            if type(value) is cls:
+                return value
+            if getattr(value, "dtype", None) == object:
+                value = onp.asarray(onp.frompyfunc(float, 1, 1)(value), dtype=onp.float64)
+            return _hold(value, self.storage)
+
+        return tree_map(leaf, x)
+
+    def const(self, value: float) -> Any:
+        if not self.held:
+            return super().const(value)
+        return to_held(onp.asarray(value, dtype=onp.float64), self.storage)
+
+    def owns(self, x: Any) -> bool:
+        if not self.held:
+            return super().owns(x)
+        return type(x) is held_class(self.storage)
 
     exp = staticmethod(strict_exp)
     log = staticmethod(strict_log)
@@ -229,8 +357,9 @@ class StrictPrecision(FloatPrecision):
         return strict_sum(x, axis)
 
 
-def strict_precision(name: str) -> StrictPrecision:
-    """The strict context ``"float16-strict"`` or ``"bfloat16-strict"``."""
+def strict_precision(name: str, held: bool = True) -> StrictPrecision:
+    """The strict context ``"float16-strict"`` or ``"bfloat16-strict"`` (``held=False``: stored
+    in the format dtype instead of float32; same results, slower)."""
     storage = STRICT_FORMATS[name]
     bits = FLOAT_FORMATS[storage][1]
     return StrictPrecision(
@@ -241,4 +370,5 @@ def strict_precision(name: str) -> StrictPrecision:
             "and partial sum of dot/sum (summed in index order) and each transcendental "
             "(evaluated in float64, rounded once)"
         ),
+        held=held,
     )

@@ -44,22 +44,25 @@ def sequential_sum(x: onp.ndarray, axis: int | None, dtype: onp.dtype) -> onp.nd
     return onp.asarray(accumulate_rounded(onp.ascontiguousarray(moved)), dtype=dtype)
 
 
-def sequential_dot(a: onp.ndarray, b: onp.ndarray, dtype: onp.dtype) -> onp.ndarray:
+def sequential_dot(a: onp.ndarray, b: onp.ndarray, dtype: onp.dtype, *, held: bool = False) -> onp.ndarray:
     """a (..., k) @ b (k, m): each product rounded once to ``dtype``, then summed over k in
-    index order with every partial sum rounded (the strict dot)."""
-    a = onp.asarray(a, dtype=dtype)
-    b = onp.asarray(b, dtype=dtype)
-    lead, k = a.shape[:-1], a.shape[-1]
-    m = b.shape[1]
+    index order with every partial sum rounded (the strict dot). ``held``: a and b are float32
+    arrays whose elements are values of ``dtype`` (used as they are, no conversion)."""
+    if held:
+        a32, b32 = onp.asarray(a, dtype=onp.float32), onp.asarray(b, dtype=onp.float32)
+    else:
+        a32, b32 = onp.asarray(a, dtype=dtype), onp.asarray(b, dtype=dtype)
+    lead, k = a32.shape[:-1], a32.shape[-1]
+    m = b32.shape[1]
     if k == 0:
         return onp.zeros((*lead, m), dtype=dtype)
-    rows = a.reshape(-1, k)
+    rows = a32.reshape(-1, k)
     n = rows.shape[0]
     result = onp.empty((n, m), dtype=dtype)
-    b32 = b.astype(onp.float32)[:, None, :]  # (k, 1, m)
+    b32 = b32.astype(onp.float32, copy=False)[:, None, :]  # (k, 1, m)
     step = max(1, CHUNK_ELEMENTS // max(1, k * m))
     for start in range(0, n, step):
-        block = rows[start : start + step].astype(onp.float32).T[:, :, None]  # (k, rows, 1)
+        block = rows[start : start + step].astype(onp.float32, copy=False).T[:, :, None]  # (k, rows, 1)
         # float32 products of two p-bit numbers (p <= 11) are exact; one rounding to the format
         products = onp.multiply(block, b32).astype(dtype)
         result[start : start + step] = accumulate_rounded(products)
