@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,12 +33,15 @@ from lipflow.train import AdamConfig, TrainResult, fit, nf_loss
 
 __all__ = [
     "BACKENDS",
+    "SMALL_RUN",
     "Backend",
     "BackendUnavailableError",
     "NumpyBackend",
     "TorchBackend",
     "add_backend_arguments",
+    "backend_for_run",
     "backend_from_args",
+    "fallback_note",
     "get_backend",
     "torch_installed",
 ]
@@ -208,6 +212,33 @@ def get_backend(name: str = "numpy", device: str = "cpu") -> Backend:
             raise LipflowError(f"unknown device {device!r}; use cpu, cuda or cuda:N")
         return TorchBackend(device=device)
     raise LipflowError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)} or auto")
+
+
+#: block-steps (blocks x Adam steps) up to which a run takes seconds: ``--backend auto`` trains it
+#: on NumPy in one process (torch's per-operation overhead and a worker's start-up cost more than
+#: they save)
+SMALL_RUN = 10_000
+
+
+def fallback_note(requested: str, backend: Backend, small: bool, numpy_cost: str) -> str | None:
+    """What to tell a user whose ``--backend auto`` fell back to NumPy for a run that is not
+    ``small`` (None when there is nothing to say); ``numpy_cost`` says what NumPy will cost."""
+    if requested != "auto" or backend.name != "numpy" or small:
+        return None
+    return (f"note: torch is not installed, so training runs on NumPy: {numpy_cost}; "
+            f"pip install 'lipflow[torch]' to train on torch")
+
+
+def backend_for_run(args: argparse.Namespace, small: bool, numpy_cost: str) -> Backend:
+    """The backend of ``--backend``/``--device`` for a run of this size: ``auto`` is NumPy for
+    a ``small`` run on the CPU, else torch when installed (NumPy with a note on stderr when not)."""
+    if getattr(args, "backend", "numpy") == "auto" and small and getattr(args, "device", "cpu") == "cpu":
+        return get_backend("numpy")
+    backend = backend_from_args(args)
+    note = fallback_note(getattr(args, "backend", "numpy"), backend, small, numpy_cost)
+    if note:
+        print(note, file=sys.stderr)
+    return backend
 
 
 def add_backend_arguments(parser: argparse.ArgumentParser, default: str = "numpy",

@@ -8,7 +8,6 @@ box [-4, 4]^2, while the residual flow stays stable everywhere.
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -20,12 +19,13 @@ from lipflow.blocks import Bounded, Flow, Sigmoid
 from lipflow.errors import LipflowError
 from lipflow.experiments import parallel
 from lipflow.experiments.backend import (
+    SMALL_RUN,
     Backend,
     NumpyBackend,
     add_backend_arguments,
-    backend_from_args,
-    get_backend,
+    backend_for_run,
 )
+from lipflow.experiments.backend import fallback_note as backend_fallback_note
 from lipflow.experiments.common import (
     add_common_arguments,
     check_positive,
@@ -137,14 +137,13 @@ def train_and_evaluate(name: str, config: CheckerboardConfig, seed: int = 0, pro
     return {"rows": rows, "errors": errors, "samples": drawn}
 
 
-#: block-steps (depth x Adam steps) up to which a run takes seconds: one process, NumPy under
-#: ``--backend auto`` (torch's per-operation overhead and a worker's start-up cost more than they save)
-SMALL_RUN = 10_000
-
-
 def default_jobs(config: CheckerboardConfig) -> int:
     """One process per model, at most one per available core; one for a small run."""
-    return parallel.default_jobs(config.models, small=config.depth * config.steps <= SMALL_RUN)
+    return parallel.default_jobs(config.models, small=_small(config))
+
+
+def _small(config: CheckerboardConfig) -> bool:
+    return config.depth * config.steps <= SMALL_RUN
 
 
 def run_checkerboard(config: CheckerboardConfig, seed: int = 0, progress: bool = True,
@@ -245,25 +244,19 @@ def config_from_args(args: argparse.Namespace) -> CheckerboardConfig:
     return replace(config, **changes)
 
 
+NUMPY_COST = "about 12 min of CPU per model at the defaults, against 2-5 min on torch"
+
+
 def fallback_note(requested: str, backend: Backend, config: CheckerboardConfig) -> str | None:
     """What to tell a user whose ``--backend auto`` fell back to NumPy at a size where torch
     trains several times faster (None when there is nothing to say)."""
-    if requested != "auto" or backend.name != "numpy" or config.depth * config.steps <= SMALL_RUN:
-        return None
-    return ("note: torch is not installed, so training runs on NumPy: about 12 min of CPU per model at the "
-            "defaults, against 2-5 min on torch; pip install 'lipflow[torch]' to train on torch")
+    return backend_fallback_note(requested, backend, _small(config), NUMPY_COST)
 
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    if args.backend == "auto" and config.depth * config.steps <= SMALL_RUN and args.device == "cpu":
-        backend = get_backend("numpy")
-    else:
-        backend = backend_from_args(args)
+    backend = backend_for_run(args, _small(config), NUMPY_COST)
     jobs = args.jobs or default_jobs(config)
-    note = fallback_note(args.backend, backend, config)
-    if note:
-        print(note, file=sys.stderr)
     out = Path(args.out)
     with stopwatch() as clock:
         results = run_checkerboard(config, seed=args.seed, progress=not args.no_progress, backend=backend, jobs=jobs)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
@@ -24,13 +23,7 @@ from lipflow.analysis.jacobian import jacobian_spectrum
 from lipflow.blocks import MLP, ActNorm, AffineCoupling, Block, Flow, Reverse, Sigmoid
 from lipflow.errors import LipflowError
 from lipflow.experiments import parallel
-from lipflow.experiments.backend import (
-    Backend,
-    NumpyBackend,
-    add_backend_arguments,
-    backend_from_args,
-    get_backend,
-)
+from lipflow.experiments.backend import SMALL_RUN, Backend, NumpyBackend, add_backend_arguments, backend_for_run
 from lipflow.experiments.common import (
     add_common_arguments,
     check_non_negative,
@@ -95,9 +88,8 @@ FULL = RegressionConfig(flow_steps=24, steps=40_000, n_train=512, lr=1e-4, fd_ev
 QUICK = RegressionConfig(flow_steps=1, steps=4, n_train=16, n_test=40, n_monitor=20, monitor_every=2)
 
 
-#: flow-step x Adam-step products up to which a run takes seconds: one process, NumPy under
-#: ``--backend auto``
-SMALL_RUN = 10_000
+#: what ``--backend auto`` without torch costs, for its note
+NUMPY_COST = "about 15 min of CPU per model at the defaults, against about 3 min on torch"
 
 
 def _small(config: RegressionConfig) -> bool:
@@ -334,12 +326,7 @@ def config_from_args(args: argparse.Namespace) -> RegressionConfig:
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     small = _small(config)
-    backend = get_backend("numpy") if args.backend == "auto" and small and args.device == "cpu" \
-        else backend_from_args(args)
-    if args.backend == "auto" and backend.name == "numpy" and not small:
-        print("note: torch is not installed, so training runs on NumPy: about 15 min of CPU per model at the "
-              "defaults, against about 3 min on torch; pip install 'lipflow[torch]' to train on torch",
-              file=sys.stderr)
+    backend = backend_for_run(args, small, NUMPY_COST)
     jobs = args.jobs or parallel.default_jobs(config.models, small)
     out = Path(args.out)
     with stopwatch() as clock:
