@@ -257,8 +257,9 @@ def ufunc(name: str, fmt: str) -> onp.ufunc:
 
 # The inner loops run across rows over contiguous slices of a transposed (k, n), so LLVM
 # vectorises them; each output element is still its own sequence over j = 0, 1, ..., k-1:
-# s_0 = round(a_i0 b_0c), s_j = round(s_(j-1) + round(a_ij b_jc)). Written out per format:
-# numba caches module-level functions, not closures.
+# s_0 = round(a_i0 b_0c), s_j = round(s_(j-1) + round(a_ij b_jc)). The two inner loops are
+# written out per format (numba caches module-level functions, not closures); the format is
+# chosen once per column block, outside them.
 
 
 @_inline
@@ -271,25 +272,6 @@ def _first_f16(acc, row, b_0c, width):
 def _along_f16(acc, row, b_jc, width):
     for i in range(width):
         acc[i] = round_f16(acc[i] + round_f16(row[i] * b_jc))
-
-
-@_jit
-def _dot_f16(a_t, b):
-    k, n = a_t.shape
-    out_t = onp.empty((b.shape[1], n), dtype=onp.float32)
-    for start in range(0, n, _BLOCK):
-        stop = min(n, start + _BLOCK)
-        for col in range(b.shape[1]):
-            acc = out_t[col, start:stop]
-            _first_f16(acc, a_t[0, start:stop], b[0, col], stop - start)
-            for j in range(1, k):
-                _along_f16(acc, a_t[j, start:stop], b[j, col], stop - start)
-    return out_t
-
-
-@_jit
-def _dot_f16_rows(a, b):
-    return _dot_f16(_transposed(a), b)
 
 
 @_inline
@@ -305,22 +287,28 @@ def _along_bf16(acc, row, b_jc, width):
 
 
 @_jit
-def _dot_bf16(a_t, b):
+def _dot(a_t, b, half):
     k, n = a_t.shape
     out_t = onp.empty((b.shape[1], n), dtype=onp.float32)
     for start in range(0, n, _BLOCK):
         stop = min(n, start + _BLOCK)
+        width = stop - start
         for col in range(b.shape[1]):
             acc = out_t[col, start:stop]
-            _first_bf16(acc, a_t[0, start:stop], b[0, col], stop - start)
-            for j in range(1, k):
-                _along_bf16(acc, a_t[j, start:stop], b[j, col], stop - start)
+            if half:
+                _first_f16(acc, a_t[0, start:stop], b[0, col], width)
+                for j in range(1, k):
+                    _along_f16(acc, a_t[j, start:stop], b[j, col], width)
+            else:
+                _first_bf16(acc, a_t[0, start:stop], b[0, col], width)
+                for j in range(1, k):
+                    _along_bf16(acc, a_t[j, start:stop], b[j, col], width)
     return out_t
 
 
 @_jit
-def _dot_bf16_rows(a, b):
-    return _dot_bf16(_transposed(a), b)
+def _dot_rows(a, b, half):
+    return _dot(_transposed(a), b, half)
 
 
 @_inline
@@ -341,11 +329,11 @@ def dot(a: onp.ndarray, b: onp.ndarray, fmt: str) -> onp.ndarray:
     half = fmt == "float16"
     flags = a.flags
     if flags.f_contiguous:  # a.T is contiguous: the kernel's operand as it is
-        out_t = (_dot_f16 if half else _dot_bf16)(a.T, b)
+        out_t = _dot(a.T, b, half)
     elif flags.c_contiguous:
-        out_t = (_dot_f16_rows if half else _dot_bf16_rows)(a, b)
+        out_t = _dot_rows(a, b, half)
     else:
-        out_t = (_dot_f16 if half else _dot_bf16)(onp.ascontiguousarray(a.T), b)
+        out_t = _dot(onp.ascontiguousarray(a.T), b, half)
     return out_t.T
 
 
