@@ -184,7 +184,6 @@ def _import_torch() -> Any:
 def torch_installed() -> bool:
     """Whether PyTorch can be imported here (without importing it)."""
     import importlib.util
-    import sys
 
     if "torch" in sys.modules:
         return sys.modules["torch"] is not None  # None: imports of torch are blocked
