@@ -84,8 +84,9 @@ def command() -> str:
     return shlex.join([Path(sys.executable).name, *sys.argv])
 
 
-def header(description: str) -> None:
-    """Print what is measured, on which machine, by which command."""
+def header(description: str, timing: str = "CPU time of this process") -> None:
+    """Print what is measured, on which machine, by which command (``timing`` names the clock,
+    e.g. synchronised wall time for GPU work)."""
     m = machine()
     blas = m["blas"]
     if isinstance(blas, list):
@@ -94,7 +95,7 @@ def header(description: str) -> None:
     print(f"machine: {m['cpu']}, {m['cores_usable']}/{m['cores']} cores, python {m['python']}, numpy {m['numpy']}, "
           f"BLAS: {blas}")
     print(f"command: {command()}")
-    print("timings: CPU time of this process, best of >= 5 repeats; ratios measured side by side in one run")
+    print(f"timings: {timing}, best of >= 5 repeats; ratios measured side by side in one run")
 
 
 def best_cpu(run: Callable[[], object], repeats: int = MIN_REPEATS) -> float:

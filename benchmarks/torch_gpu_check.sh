@@ -1,25 +1,43 @@
 #!/usr/bin/env bash
-# GPU checks of the torch bridge: the gpu-marked tests, both torch benchmarks on CUDA, and a
-# short GPU-size run of the Glow classifier example. Run from the repository root on a machine
-# with CUDA and lipflow installed with the torch extra:  bash benchmarks/torch_gpu_check.sh
-# Writes its logs under ${OUT:-gpu-check}/.
-set -euo pipefail
+# GPU checks of the torch bridge, sized to fit a 10-minute slot on one GPU: the FD regulariser's
+# overhead on CUDA (the run_all size, the paper's image size, and a batch large enough to keep
+# the GPU busy), the gpu-marked tests, the memory-saving benchmark, and the checkerboard
+# experiment at its default sizes on CUDA. Each part has its own wall-clock cap (seconds, in the
+# CAP_* variables) and the parts run in order of importance, so a slow part never hides the
+# ones after it; the summary says which part hit its cap (exit 124).
+# Run from the repository root on a machine with CUDA and lipflow (or its source on PYTHONPATH)
+# with the torch extra:  bash benchmarks/torch_gpu_check.sh     (logs under ${OUT:-gpu-check}/)
+set -uo pipefail
 out="${OUT:-gpu-check}"
 mkdir -p "$out"
-python - <<'PY' | tee "$out/device.txt"
-import torch
+export PYTHONUNBUFFERED=1
+py="${PYTHON:-python3}"
+"$py" - <<'PY' 2>&1 | tee "$out/device.txt"
+import os, platform, torch
 assert torch.cuda.is_available(), "no CUDA device: these checks need a GPU"
-print("torch", torch.__version__, "cuda", torch.version.cuda, "device", torch.cuda.get_device_name(0))
+print("torch", torch.__version__, "cuda", torch.version.cuda, "device", torch.cuda.get_device_name(0),
+      "| host cores", os.cpu_count(), "| python", platform.python_version())
 PY
-python -m pytest tests/test_interop_torch.py -m gpu -q -rs 2>&1 | tee "$out/pytest-gpu.txt"
-python benchmarks/torch_memsave.py --device cuda --batch 8192 --time-batch 8192 --dim 256 --hidden 1024 \
-    2>&1 | tee "$out/memsave.txt"
-python benchmarks/torch_fd_overhead.py --device cuda --size 32 --batch 64 --levels 3 --steps-per-level 8 \
-    --hidden 256 --rounds 5 --steps 10 2>&1 | tee "$out/fd_overhead.txt"
-python benchmarks/torch_fd_overhead.py --device cuda --size 32 --batch 64 --levels 3 --steps-per-level 8 \
-    --hidden 256 --rounds 5 --steps 10 --memory-saving 2>&1 | tee "$out/fd_overhead_memsave.txt"
-for coupling in additive affine; do
-    python examples/torch_glow_classifier.py --device cuda --image-size 32 --n-train 4096 --levels 3 \
-        --steps-per-level 8 --hidden 128 --batch-size 64 --iterations 600 --log-every 200 \
-        --coupling "$coupling" --lanczos-steps 32 --out "$out/glow_$coupling.json" 2>&1 | tee "$out/glow_$coupling.txt"
-done
+[ "${PIPESTATUS[0]}" = 0 ] || exit 1
+
+part() {  # part NAME CAP COMMAND...: run with a cap, log to $out/NAME.txt, record the exit status
+    local name=$1 cap=$2 started
+    shift 2
+    started=$(date +%s)
+    echo "== $name (cap ${cap} s): $*" | tee "$out/$name.txt"
+    timeout "$cap" "$@" 2>&1 | tee -a "$out/$name.txt"
+    echo "$name: exit ${PIPESTATUS[0]} after $(( $(date +%s) - started )) s" | tee -a "$out/summary.txt"
+}
+
+fd="benchmarks/torch_fd_overhead.py --device cuda --rounds 5 --steps 10"
+part fd_runall "${CAP_FD:-60}" "$py" $fd --batch 32
+part fd_paper "${CAP_FD:-60}" "$py" $fd --size 32 --batch 64 --levels 3 --steps-per-level 8 --hidden 256
+part fd_paper_memsave "${CAP_FD:-60}" "$py" $fd --size 32 --batch 64 --levels 3 --steps-per-level 8 \
+    --hidden 256 --memory-saving
+part fd_large_batch "${CAP_FD:-60}" "$py" $fd --size 32 --batch 512 --levels 3 --steps-per-level 8 --hidden 256
+part pytest_gpu "${CAP_TESTS:-90}" "$py" -m pytest tests/test_interop_torch.py -m gpu -q -rs -p no:cacheprovider
+part memsave "${CAP_MEMSAVE:-45}" "$py" benchmarks/torch_memsave.py --device cuda --batch 8192 --time-batch 8192 \
+    --dim 256 --hidden 1024
+part checkerboard "${CAP_CHECKERBOARD:-150}" "$py" -m lipflow reproduce checkerboard --backend torch --device cuda \
+    --jobs 3 --no-progress --out "$out/checkerboard"
+cat "$out/summary.txt"
