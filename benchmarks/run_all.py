@@ -32,6 +32,7 @@ BENCHMARKS = {
     "residual": "residual_inverse",
     "ground_truth": "ground_truth",
     "fd": "torch_fd_overhead",
+    "spectra": "jacobian_spectra",
 }
 UNSTABLE_FACTOR = 2.0
 

@@ -97,11 +97,20 @@ class _ConditionerLinearisation:
         return u
 
 
+def _as_slice(indices: list[int]) -> slice | list[int]:
+    """``indices`` as a slice when they are consecutive and ascending, else unchanged."""
+    if indices and indices == list(range(indices[0], indices[0] + len(indices))):
+        return slice(indices[0], indices[0] + len(indices))
+    return indices
+
+
 class _CouplingLinearisation:
     """J = [[I, 0], [B, D]] of one coupling block at a batch of points."""
 
     def __init__(self, block: AdditiveCoupling | AffineCoupling, params: Params, x: onp.ndarray) -> None:
         self.first, self.second = (list(i) for i in block.indices)
+        # contiguous halves (the usual split) index as slices: views instead of gathered copies
+        self.first_index, self.second_index = (_as_slice(i) for i in (self.first, self.second))
         x1, x2 = x[:, self.first], x[:, self.second]
         self.t = _ConditionerLinearisation(block.t, params["t"], x1)
         self.affine = isinstance(block, AffineCoupling)
@@ -132,12 +141,12 @@ class _CouplingLinearisation:
         return result
 
     def _parts(self, v: onp.ndarray) -> tuple[onp.ndarray, onp.ndarray]:
-        return v[:, self.first], v[:, self.second]
+        return v[:, self.first_index], v[:, self.second_index]
 
     def _merge(self, v1: onp.ndarray, v2: Any) -> onp.ndarray:
         out = onp.empty((v1.shape[0], len(self.first) + len(self.second)))
-        out[:, self.first] = v1
-        out[:, self.second] = v2
+        out[:, self.first_index] = v1
+        out[:, self.second_index] = v2
         return out
 
     def jvp(self, v: onp.ndarray) -> onp.ndarray:
