@@ -129,24 +129,25 @@ class _AndersonHistory:
     differences dF_j = f_{j+1} - f_j, dG_j = dX_j + dF_j (the differences of G(x) = x + f). With
     dF = Q R (orthonormal columns Q), gamma = R^-1 Q^T f, so the step is G - H (Q^T f) with
     H = dG R^-1. The columns are kept unnormalised, u_j = rho_j q_j and h_j = rho_j H_j, with
-    the weights s_j = 1 / rho_j^2, so Q Q^T = U diag(s) U^T and H Q^T = H' diag(s) U^T: a new
-    difference v (with w = dG) is appended by one Gram-Schmidt step u = v - U (s * U^T v),
-    h = w - H' (s * U^T v), rho^2 = ||u||^2, and the step is G - H' (s * U^T f) - (u.f / rho^2) h.
-    A difference nearly dependent on the stored ones (rho <= 1e-8 ||v||, which would make R
-    ill-conditioned and H huge) gets weight 0, which removes it. U and H' live side by side in
-    one (n, m, 2d) buffer and [v, w] is written into the new column's slot, so a step is two
-    batched products ([U^T v; U^T f] = [v; f] U, then one product of the coefficients with
-    [U, H'; v, w] that yields both the new column and H' (s * U^T f)) and a few elementwise
-    passes, with no row scaling and no k x k solve. The history restarts (is emptied) after
-    min(``memory``, d) steps, which keeps U orthogonal enough without reorthogonalisation.
+    weights s_j = 1 / rho_j^2, so Q Q^T = U diag(s) U^T and H Q^T = H' diag(s) U^T. A new
+    difference v (with w = dG) is appended by one Gram-Schmidt step: with a = -s * U^T v and
+    b = -s * U^T f, u = v + U a, rho^2 = ||u||^2, beta = u.f / rho^2, h = w + H' a, and the step
+    is G + H' b - beta h = G + [H', w] ([b, 0] - beta [a, 1]). A difference nearly dependent on
+    the stored ones (rho <= 1e-8 ||v||, which would make R ill-conditioned and H huge) gets
+    weight 0, which removes it. U and H' are column-major buffers (slot j holds column j of
+    every sample) and v, w are written into the new column's slots, so a step is three batched
+    products ([U^T v, v.v; U^T f, v.f] from [v; f] and U; u from U; [h, H' b - beta h] from H')
+    and a few elementwise passes over contiguous rows: no row scaling and no k x k solve. The
+    history restarts (is emptied) after min(``memory``, d) steps, which keeps U orthogonal
+    enough without reorthogonalisation.
     """
 
     def __init__(self, n: int, d: int, memory: int) -> None:
         self.memory = min(memory, d)  # at most d independent differences
-        self.d = d
-        self.uh = onp.zeros((self.memory, n, 2 * d))  # [j, :, :d] = u_j, [j, :, d:] = h_j
+        # u_j in slot j of ``u`` (the last slot holds the current f), h_j in slot j of ``h``
+        self.u = onp.zeros((self.memory + 1, n, d))
+        self.h = onp.zeros((self.memory, n, d))
         self.weight = onp.zeros((n, self.memory))  # -s_j = -1 / rho_j^2, 0 for a skipped column
-        self.vf = onp.empty((n, 2, d))  # [v, f] of the current step
         self.f_prev: onp.ndarray | None = None
         self.g_prev: onp.ndarray | None = None  # G(x) = x + f of the previous iterate
         self.count = 0  # columns since the last restart
@@ -157,10 +158,9 @@ class _AndersonHistory:
         compacted only once a quarter of their rows are dead; until then dead rows keep their
         last f and G (zero differences, skipped) and their results are discarded."""
         self.rows = self.rows[mask]
-        if 4 * self.rows.size < 3 * self.uh.shape[1]:
+        if 4 * self.rows.size < 3 * self.u.shape[1]:
             rows = self.rows
-            self.uh, self.weight = self.uh[:, rows], self.weight[rows]
-            self.vf = self.vf[: rows.size]
+            self.u, self.h, self.weight = self.u[:, rows], self.h[:, rows], self.weight[rows]
             if self.f_prev is not None:
                 self.f_prev, self.g_prev = self.f_prev[rows], self.g_prev[rows]
             self.rows = onp.arange(rows.size)
@@ -180,40 +180,35 @@ class _AndersonHistory:
         if self.f_prev is None:
             self.f_prev, self.g_prev = f, g_x
             return g_x.copy()
-        d = self.d
-        if self.count == self.memory:
+        memory = self.memory
+        if self.count == memory:
             self.count = 0
         k = self.count
-        vf, slot = self.vf, self.uh[k]
-        v = vf[:, 0]
-        onp.subtract(f, self.f_prev, out=v)
-        vf[:, 1] = f
-        slot[:, :d] = v
-        onp.subtract(g_x, self.g_prev, out=slot[:, d:])  # w = dX + dF
+        u, h = self.u[: k + 1].transpose(1, 0, 2), self.h[: k + 1].transpose(1, 0, 2)  # (n, k+1, d)
+        onp.subtract(f, self.f_prev, out=self.u[k])  # v
+        self.u[memory] = f
+        onp.subtract(g_x, self.g_prev, out=self.h[k])  # w = dX + dF
         self.f_prev, self.g_prev = f, g_x
+        # [U^T v, v.v; U^T f, v.f]: rows k and ``memory`` of the u buffer are v and f
+        coef = self.u[k : memory + 1 : memory - k].transpose(1, 0, 2) @ u.transpose(0, 2, 1)
+        size = coef[:, 0, k].copy()  # ||v||^2
+        coef *= self.weight[:, None, : k + 1]  # [a; b] = -s * [U^T v; U^T f]
+        coef[:, 0, k] = 1.0
+        coef[:, 1, k] = 0.0
+        new = self.u[k]
         if k:
-            # [U^T v, v.v; U^T f, f.v]: the slot holds v, so one product also gives ||v||^2
-            products = vf @ self.uh[: k + 1, :, :d].transpose(1, 2, 0)
-            size = products[:, 0, k].copy()
-            coef = products * self.weight[:, None, : k + 1]  # -s * U^T v, -s * U^T f
-            coef[:, 0, k] = 1.0
-            coef[:, 1, k] = 0.0
-            both = coef @ self.uh[: k + 1].transpose(1, 0, 2)  # (n, 2, 2d): [u, h] and [., -H' (s * U^T f)]
-            slot[...] = both[:, 0]
-            result = g_x + both[:, 1, d:]
-        else:
-            size = _row_dot(v, v)
-            result = g_x.copy()
-        u = slot[:, :d]
-        rho2 = _row_dot(u, u)
+            new += (coef[:, :1, :k] @ u[:, :k])[:, 0]  # u = v + U a
+        rho2 = _row_dot(new, new)
         # rho > 1e-8 ||v|| keeps R well conditioned; rho^2 >= 1 / DBL_MAX keeps 1 / rho^2 finite
         fresh = rho2 > onp.maximum(1e-16 * size, _RHO2_MIN)
         weight = onp.divide(-1.0, rho2, out=onp.zeros_like(rho2), where=fresh)  # -1 / rho^2
         self.weight[:, k] = weight
-        weight *= _row_dot(u, f)  # minus the new column's share of H (Q^T f)
-        result += weight[:, None] * slot[:, d:]
+        weight *= _row_dot(new, f)  # -beta
+        coef[:, 1] += weight[:, None] * coef[:, 0]  # [b, 0] - beta [a, 1]
+        both = coef @ h  # (n, 2, d): h_new and H' b - beta h_new
+        self.h[k] = both[:, 0]
         self.count = k + 1
-        return result
+        return g_x + both[:, 1]
 
 
 def solve_residual_inverse(
