@@ -45,7 +45,8 @@ def test_history_matches_per_sample_least_squares(dim: int, memory: int) -> None
 
 @pytest.mark.parametrize("keep", [[True, False, True, True, False], [True, True, True, True, False]],
                          ids=["compacted", "lazy"])
-def test_dropping_samples_keeps_the_others_histories(keep: list) -> None:
+@pytest.mark.parametrize("drop_at", [2, 3])  # mid-cycle (stored columns moved) and at a restart
+def test_dropping_samples_keeps_the_others_histories(keep: list, drop_at: int) -> None:
     rng = np.random.default_rng(1)
     keep = np.array(keep)
     full, part = _AndersonHistory(5, 4, 3), _AndersonHistory(int(keep.sum()), 4, 3)
@@ -55,7 +56,7 @@ def test_dropping_samples_keeps_the_others_histories(keep: list) -> None:
         want = part.step(x[keep], f[keep])
         got = full.step(x[keep], f[keep]) if dropped else full.step(x, f)[keep]
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
-        if step == 3:
+        if step == drop_at:
             full.keep(keep)
             dropped = True
 
@@ -90,3 +91,39 @@ def test_restarted_anderson_converges_where_differences_outnumber_the_memory() -
     _, anderson = solve_residual_inverse(block, params, y, method="anderson", memory=5)
     assert anderson.all_converged and plain.all_converged
     assert anderson.g_evaluations.mean() <= plain.g_evaluations.mean() / 3
+
+
+def _tight_problem(dim: int, n: int):
+    import lipflow
+
+    block = lipflow.Residual(dim, hidden=(dim,), activation="elu", coeff=float(np.sqrt(0.9)))
+    q, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((dim, dim)))
+    spread = np.cos(np.pi * np.arange(dim) / (dim - 1))
+    params = {"weights": [q, spread[:, None] * q.T], "biases": [np.full(dim, 0.5), np.zeros(dim)]}
+    return block, params, block.forward(params, np.random.default_rng(1).standard_normal((n, dim)))
+
+
+def test_reused_workspace_contents_never_matter() -> None:
+    """The scratch buffer kept between solves is never read before it is written: a buffer
+    full of NaN gives bit-identical iterates and counts to a freshly allocated one."""
+    from lipflow.analysis import residual_solvers
+
+    block, params, y = _tight_problem(12, 30)
+    residual_solvers._LOCAL.buffer = None
+    fresh_x, fresh = residual_solvers.solve_residual_inverse(block, params, y, memory=4)
+    residual_solvers._LOCAL.buffer = np.full(1 << 16, np.nan)
+    poisoned_x, poisoned = residual_solvers.solve_residual_inverse(block, params, y, memory=4)
+    assert fresh.all_converged and poisoned.all_converged
+    np.testing.assert_array_equal(poisoned_x, fresh_x)
+    np.testing.assert_array_equal(poisoned.iterations, fresh.iterations)
+    assert residual_solvers._LOCAL.buffer is not None  # kept for the next solve
+
+
+def test_tiny_scale_differences_stay_finite() -> None:
+    """Differences whose squared norm is below 1 / DBL_MAX are skipped instead of giving an
+    infinite weight: the step stays finite."""
+    rng = np.random.default_rng(3)
+    history = _AndersonHistory(4, 3, 3)
+    for _ in range(5):
+        x, f = 1e-160 * rng.standard_normal((4, 3)), 1e-160 * rng.standard_normal((4, 3))
+        assert np.isfinite(history.step(x, f)).all()
