@@ -21,9 +21,6 @@ H. F. Walker, P. Ni, "Anderson acceleration for fixed-point iterations", SIAM J.
 from __future__ import annotations
 
 import math
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,25 +119,6 @@ def _row_norm(v: onp.ndarray) -> onp.ndarray:
 
 
 _RHO2_MIN = 1 / onp.finfo(onp.float64).max
-_LOCAL = threading.local()
-_WORKSPACE_FLOATS = 1 << 22  # the largest scratch buffer (32 MiB) kept between solves
-
-
-@contextmanager
-def _workspace() -> Iterator[list]:
-    """A one-item list holding this thread's scratch buffer (or None) for the Anderson history,
-    taken for the duration of a solve and kept afterwards for the next one (up to
-    ``_WORKSPACE_FLOATS`` floats): a fresh multi-megabyte array costs a page fault per 4 KiB on
-    first touch, several percent of a solve. A nested or concurrent solve in the same thread
-    finds no buffer and allocates its own. The contents never matter: every slot of the
-    history is written before it is read."""
-    holder = [getattr(_LOCAL, "buffer", None)]
-    _LOCAL.buffer = None
-    try:
-        yield holder
-    finally:
-        if holder[0] is not None and holder[0].size <= _WORKSPACE_FLOATS:
-            _LOCAL.buffer = holder[0]
 
 
 class _AndersonHistory:
@@ -164,20 +142,12 @@ class _AndersonHistory:
     enough without reorthogonalisation.
     """
 
-    def __init__(self, n: int, d: int, memory: int, workspace: list | None = None) -> None:
+    def __init__(self, n: int, d: int, memory: int) -> None:
         self.memory = min(memory, d)  # at most d independent differences
         # u_j in slot j of ``u`` (the last slot holds the current f), h_j in slot j of ``h``;
-        # both live in ``workspace[0]`` when given (grown when too small), whose contents never
-        # matter: a slot is written before it is read
-        size_u, size_h = (self.memory + 1) * n * d, self.memory * n * d
-        if workspace is None:
-            buffer = onp.zeros(size_u + size_h)
-        else:
-            if workspace[0] is None or workspace[0].size < size_u + size_h:
-                workspace[0] = onp.empty(size_u + size_h)
-            buffer = workspace[0]
-        self.u = buffer[:size_u].reshape(self.memory + 1, n, d)
-        self.h = buffer[size_u : size_u + size_h].reshape(self.memory, n, d)
+        # left uninitialised: a slot is written before it is read
+        self.u = onp.empty((self.memory + 1, n, d))
+        self.h = onp.empty((self.memory, n, d))
         self.weight = onp.zeros((n, self.memory))  # -s_j = -1 / rho_j^2, 0 for a skipped column
         self.f_prev: onp.ndarray | None = None
         self.g_prev: onp.ndarray | None = None  # G(x) = x + f of the previous iterate
@@ -189,7 +159,7 @@ class _AndersonHistory:
         compacted only once a quarter of their rows are dead; until then dead rows keep their
         last f and G (zero differences, skipped) and their results are discarded. Compaction
         moves the used columns within the buffers, one column at a time, rather than copying
-        the buffers (fresh multi-megabyte arrays cost a page fault per 4 KiB on first touch)."""
+        whole buffers."""
         self.rows = self.rows[mask]
         if 4 * self.rows.size < 3 * self.u.shape[1]:
             rows, size = self.rows, self.rows.size
@@ -289,52 +259,51 @@ def solve_residual_inverse(
     active, xa, ya = onp.arange(n), y.copy(), y
     sweeps = 0  # evaluations of g over the active set so far
     joined = onp.zeros(n, dtype=int)  # sweeps when each sample (re)joined the active set
-    with _workspace() as workspace:
-        history = _AndersonHistory(n, y.shape[1], int(memory), workspace) if method == "anderson" else None
-        pending = onp.zeros(0, dtype=int)  # ready by the float64 estimate, awaiting a certificate
+    history = _AndersonHistory(n, y.shape[1], int(memory)) if method == "anderson" else None
+    pending = onp.zeros(0, dtype=int)  # ready by the float64 estimate, awaiting a certificate
 
-        def certify(rows: onp.ndarray) -> onp.ndarray:
-            """Certify ``rows`` in one double-double batch; returns those that did not make it."""
-            certified = certified_error_bound(block, prepared, x[rows], y[rows], lip)
-            certificates[rows] += 1
-            bound[rows] = certified
-            x_norm = _row_norm(x[rows])
-            with onp.errstate(divide="ignore", invalid="ignore"):
-                relative[rows] = onp.where(x_norm > certified, certified / (x_norm - certified), onp.inf)
-            return rows[~(relative[rows] <= rtol)]
+    def certify(rows: onp.ndarray) -> onp.ndarray:
+        """Certify ``rows`` in one double-double batch; returns those that did not make it."""
+        certified = certified_error_bound(block, prepared, x[rows], y[rows], lip)
+        certificates[rows] += 1
+        bound[rows] = certified
+        x_norm = _row_norm(x[rows])
+        with onp.errstate(divide="ignore", invalid="ignore"):
+            relative[rows] = onp.where(x_norm > certified, certified / (x_norm - certified), onp.inf)
+        return rows[~(relative[rows] <= rtol)]
 
-        for _ in range(max_iter):
-            if active.size == 0 and pending.size == 0:
-                break
+    for _ in range(max_iter):
+        if active.size == 0 and pending.size == 0:
+            break
+        if active.size:
+            g_x = ya - block.g(prepared64, xa, ctx)  # G(x) = y - g(x), the fixed-point map
+            f = g_x - xa  # f = G(x) - x = -r(x)
+            sweeps += 1
+            estimate = _row_norm(f) / (1 - lip)
+            x_norm = _row_norm(xa)
+            # a sample whose float64 residual says it is there stops iterating and waits for
+            # the double-double certificate, which runs for a quarter of the samples at once
+            ready = estimate <= 0.5 * rtol * onp.maximum(x_norm - estimate, 0)
+            if onp.any(ready):
+                done = active[ready]
+                x[done] = xa[ready]
+                iterations[done] += sweeps - joined[done]
+                pending = onp.concatenate([pending, done])
+                keep = ~ready
+                active, xa, ya, f, g_x = active[keep], xa[keep], ya[keep], f[keep], g_x[keep]
+                if history is not None:
+                    history.keep(keep)
             if active.size:
-                g_x = ya - block.g(prepared64, xa, ctx)  # G(x) = y - g(x), the fixed-point map
-                f = g_x - xa  # f = G(x) - x = -r(x)
-                sweeps += 1
-                estimate = _row_norm(f) / (1 - lip)
-                x_norm = _row_norm(xa)
-                # a sample whose float64 residual says it is there stops iterating and waits for
-                # the double-double certificate, which runs for a quarter of the samples at once
-                ready = estimate <= 0.5 * rtol * onp.maximum(x_norm - estimate, 0)
-                if onp.any(ready):
-                    done = active[ready]
-                    x[done] = xa[ready]
-                    iterations[done] += sweeps - joined[done]
-                    pending = onp.concatenate([pending, done])
-                    keep = ~ready
-                    active, xa, ya, f, g_x = active[keep], xa[keep], ya[keep], f[keep], g_x[keep]
-                    if history is not None:
-                        history.keep(keep)
-                if active.size:
-                    xa = g_x if history is None else history.step(xa, f, g_x)
-            if pending.size and 4 * pending.size >= pending.size + active.size:
-                failed = certify(pending)
-                pending = onp.zeros(0, dtype=int)
-                if failed.size:  # rare: the float64 estimate was too optimistic; iterate on
-                    joined[failed] = sweeps
-                    active = onp.concatenate([active, failed])
-                    xa, ya = onp.concatenate([xa, x[failed]]), onp.concatenate([ya, y[failed]])
-                    if history is not None:
-                        history = _AndersonHistory(active.size, y.shape[1], int(memory), workspace)
+                xa = g_x if history is None else history.step(xa, f, g_x)
+        if pending.size and 4 * pending.size >= pending.size + active.size:
+            failed = certify(pending)
+            pending = onp.zeros(0, dtype=int)
+            if failed.size:  # rare: the float64 estimate was too optimistic; iterate on
+                joined[failed] = sweeps
+                active = onp.concatenate([active, failed])
+                xa, ya = onp.concatenate([xa, x[failed]]), onp.concatenate([ya, y[failed]])
+                if history is not None:
+                    history = _AndersonHistory(active.size, y.shape[1], int(memory))
 
     x[active] = xa
     iterations[active] += sweeps - joined[active]
