@@ -133,13 +133,14 @@ class _AndersonHistory:
     difference v (with w = dG) is appended by one Gram-Schmidt step: with a = -s * U^T v and
     b = -s * U^T f, u = v + U a, rho^2 = ||u||^2, beta = u.f / rho^2, h = w + H' a, and the step
     is G + H' b - beta h = G + [H', w] ([b, 0] - beta [a, 1]). A difference nearly dependent on
-    the stored ones (rho <= 1e-8 ||v||, which would make R ill-conditioned and H huge) gets
-    weight 0, which removes it. U and H' are column-major buffers (slot j holds column j of
-    every sample) and v, w are written into the new column's slots, so a step is three batched
-    products ([U^T v, v.v; U^T f, v.f] from [v; f] and U; u from U; [h, H' b - beta h] from H')
-    and a few elementwise passes over contiguous rows: no row scaling and no k x k solve. The
-    history restarts (is emptied) after min(``memory``, d) steps, which keeps U orthogonal
-    enough without reorthogonalisation.
+    the stored ones (rho <= 1e-8 ||v||, which would make R ill-conditioned and H huge), or one
+    too small for 1 / rho^2 to be finite (rho below ~1e-154), gets weight 0, which removes it.
+    U and H' are column-major buffers (slot j holds column j of every sample) and v, w are
+    written into the new column's slots, so a step is three batched products ([U^T v, v.v;
+    U^T f, v.f] from [v; f] and U; u from U; [h, H' b - beta h] from H') and a few elementwise
+    passes over contiguous rows: no row scaling and no k x k solve. The history restarts (is
+    emptied) after min(``memory``, d) steps, which keeps U orthogonal enough without
+    reorthogonalisation.
     """
 
     def __init__(self, n: int, d: int, memory: int) -> None:
