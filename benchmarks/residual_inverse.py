@@ -11,6 +11,9 @@ block per (d, c):
 * ``random``: a randomly initialised block (Lip(g) <= c^2 by the norm product, and the local
   contraction is much weaker), where plain iteration is already quick.
 
+For the tight d = 64 blocks it then prints where each solve's time goes: float64 evaluations of
+g, Anderson steps, double-double certificates (and how many calls) and the rest.
+
 Run: python benchmarks/residual_inverse.py [--points 200]
 """
 
@@ -25,14 +28,20 @@ for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import Target, best_cpu, header, per_element, print_targets  # noqa: E402
+from _harness import Target, best_cpu, fixed_allocator, header, per_element, print_targets  # noqa: E402
+
+# the Anderson history's buffers are megabytes: fix the allocator so that their page faults
+# (and the iterations' at --points 1000) do not depend on what the process freed before
+ALLOCATOR = fixed_allocator()
 
 import lipflow  # noqa: E402
+from lipflow.analysis import residual_solvers  # noqa: E402
 from lipflow.analysis.residual_solvers import banach_a_priori_iterations, solve_residual_inverse  # noqa: E402
 
 RTOL = 1e-12
@@ -58,6 +67,59 @@ def random_block(dim: int, coeff: float) -> tuple[lipflow.Residual, dict]:
     return block, block.init(0)
 
 
+def _instrumented_solve(block: lipflow.Residual, params: dict, y: np.ndarray, method: str) -> dict:
+    """One solve with its float64 g-evaluations, Anderson steps and certificates timed (CPU s)."""
+    parts = {"g (float64)": 0.0, "Anderson steps": 0.0, "certificates": 0.0, "certificate calls": 0}
+
+    def timed(name, function, float64_only=False):
+        def wrapper(*args, **kwargs):
+            if float64_only and args[-1].name != "float64":  # the certificates' double-double g
+                return function(*args, **kwargs)
+            start = time.process_time()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                parts[name] += time.process_time() - start
+                parts["certificate calls"] += name == "certificates"
+        return wrapper
+
+    cls = type(block)
+    saved = residual_solvers.certified_error_bound, residual_solvers._AndersonHistory.step, cls.g
+    residual_solvers.certified_error_bound = timed("certificates", saved[0])
+    residual_solvers._AndersonHistory.step = timed("Anderson steps", saved[1])
+    cls.g = timed("g (float64)", saved[2], float64_only=True)
+    try:
+        start = time.process_time()
+        solve_residual_inverse(block, params, y, method=method, rtol=RTOL, max_iter=5000)
+        parts["total"] = time.process_time() - start
+    finally:
+        residual_solvers.certified_error_bound, residual_solvers._AndersonHistory.step, cls.g = saved
+    parts["rest"] = parts["total"] - parts["g (float64)"] - parts["Anderson steps"] - parts["certificates"]
+    return parts
+
+
+def time_split(block: lipflow.Residual, params: dict, y: np.ndarray, method: str, repeats: int = 3) -> dict:
+    """Where a solve's CPU time goes: float64 evaluations of g, Anderson steps, double-double
+    certificates (and their number of calls) and the rest (setup, stopping tests, bookkeeping),
+    in seconds, from the fastest of ``repeats`` instrumented solves. An estimate: the wrappers
+    add about a microsecond per call."""
+    return min((_instrumented_solve(block, params, y, method) for _ in range(repeats)), key=lambda p: p["total"])
+
+
+def print_split(kind: str, dim: int, coeff: float, splits: dict) -> None:
+    print(f"where the time goes, {kind} d={dim} c={coeff} (ms per solve, fastest of 3 instrumented solves; "
+          "an estimate):")
+    for method, parts in splits.items():
+        names = ("g (float64)", "Anderson steps", "certificates", "rest")
+        shares = ", ".join(
+            f"{name} {parts[name] * 1e3:.1f}"
+            + (f" ({parts['certificate calls']} calls)" if name == "certificates" else "")
+            for name in names
+            if method == "anderson" or name != "Anderson steps"
+        )
+        print(f"  {method:<12} total {parts['total'] * 1e3:6.1f}: {shares}")
+
+
 def measure(
     points: int, repeats: int, kinds: tuple[str, ...] = ("tight", "random"), verbose: bool = True
 ) -> list[Target]:
@@ -68,7 +130,7 @@ def measure(
     if verbose:
         print(f"certified stop at relative error {RTOL:g}; g-evaluations are means per sample over {points} points")
         print(header_line)
-    targets = []
+    targets, splits = [], []
     makers = {"tight": tight_block, "random": random_block}
     for kind in kinds:
         for dim in (2, 64):
@@ -101,6 +163,8 @@ def measure(
                         f"{aa_evals / fp_evals:>7.2f}{apriori:>9d}{per_element(fp[2], points):>10}"
                         f"{per_element(aa[2], points):>10}{ratio:>10.2f}{true_error:>12.1e}{converged:>17}"
                     )
+                if verbose and kind == "tight" and dim > 2:
+                    splits.append((kind, dim, coeff, {m: time_split(block, params, y, m) for m in results}))
                 if kind == "tight":
                     targets.append(Target(
                         f"residual Anderson / fixed-point CPU, tight d={dim} c={coeff}", ratio, 0.5,
@@ -109,6 +173,8 @@ def measure(
                     ))
     if verbose:
         print("'|AA-FP|/|x|' compares the Anderson and fixed-point solutions (both certified to 1e-12)")
+        for split in splits:
+            print_split(*split)
     return targets
 
 
@@ -122,6 +188,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     header("residual-block inverse: Anderson acceleration vs fixed-point iteration, same certified stop")
+    if ALLOCATOR:
+        print(ALLOCATOR)
     print_targets(measure(args.points, args.repeats))
 
 

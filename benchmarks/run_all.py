@@ -24,7 +24,9 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import command, machine, write_json  # noqa: E402
+from _harness import command, fixed_allocator, machine, write_json  # noqa: E402
+
+ALLOCATOR = fixed_allocator()  # every benchmark of the run, not only those after the first to set it
 
 #: short name -> benchmark module (each has ``targets(quick) -> list[Target]``)
 BENCHMARKS = {
@@ -95,6 +97,7 @@ def main() -> None:
         "provisional": "timings on a shared machine; compare ratios, rerun on a quiet machine to quote",
         "machine": machine(),
         "command": command(),
+        "allocator": ALLOCATOR or "default",
         "quick": args.quick,
         "rounds": 2,
         "unstable_if_rounds_differ_by_more_than": UNSTABLE_FACTOR,

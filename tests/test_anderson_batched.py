@@ -45,7 +45,8 @@ def test_history_matches_per_sample_least_squares(dim: int, memory: int) -> None
 
 @pytest.mark.parametrize("keep", [[True, False, True, True, False], [True, True, True, True, False]],
                          ids=["compacted", "lazy"])
-def test_dropping_samples_keeps_the_others_histories(keep: list) -> None:
+@pytest.mark.parametrize("drop_at", [2, 3])  # mid-cycle (stored columns moved) and at a restart
+def test_dropping_samples_keeps_the_others_histories(keep: list, drop_at: int) -> None:
     rng = np.random.default_rng(1)
     keep = np.array(keep)
     full, part = _AndersonHistory(5, 4, 3), _AndersonHistory(int(keep.sum()), 4, 3)
@@ -55,7 +56,7 @@ def test_dropping_samples_keeps_the_others_histories(keep: list) -> None:
         want = part.step(x[keep], f[keep])
         got = full.step(x[keep], f[keep]) if dropped else full.step(x, f)[keep]
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
-        if step == 3:
+        if step == drop_at:
             full.keep(keep)
             dropped = True
 
@@ -90,3 +91,37 @@ def test_restarted_anderson_converges_where_differences_outnumber_the_memory() -
     _, anderson = solve_residual_inverse(block, params, y, method="anderson", memory=5)
     assert anderson.all_converged and plain.all_converged
     assert anderson.g_evaluations.mean() <= plain.g_evaluations.mean() / 3
+
+
+def test_history_never_reads_a_slot_before_writing_it() -> None:
+    """The buffers start uninitialised: filled with NaN, the history gives the same steps as the
+    per-sample least-squares reference, before and after compaction."""
+    rng = np.random.default_rng(4)
+    n, dim, memory = 6, 5, 3
+    history = _AndersonHistory(n, dim, memory)
+    history.u[...] = np.nan
+    history.h[...] = np.nan
+    xs, fs = [], []
+    for _ in range(2 * memory + 3):
+        x, f = rng.standard_normal((n, dim)), rng.standard_normal((n, dim))
+        xs.append(x)
+        fs.append(f)
+        np.testing.assert_allclose(history.step(x, f), _reference_step(xs, fs, memory), rtol=1e-7, atol=1e-9)
+    keep = np.array([True, False, True, False, True, True])
+    history.keep(keep)  # 4 of 6 rows left: compacted
+    xs, fs = [x[keep] for x in xs], [f[keep] for f in fs]
+    for _ in range(memory + 1):
+        x, f = rng.standard_normal((int(keep.sum()), dim)), rng.standard_normal((int(keep.sum()), dim))
+        xs.append(x)
+        fs.append(f)
+        np.testing.assert_allclose(history.step(x, f), _reference_step(xs, fs, memory), rtol=1e-7, atol=1e-9)
+
+
+def test_tiny_scale_differences_stay_finite() -> None:
+    """Differences whose squared norm is below 1 / DBL_MAX are skipped instead of giving an
+    infinite weight: the step stays finite."""
+    rng = np.random.default_rng(3)
+    history = _AndersonHistory(4, 3, 3)
+    for _ in range(5):
+        x, f = 1e-160 * rng.standard_normal((4, 3)), 1e-160 * rng.standard_normal((4, 3))
+        assert np.isfinite(history.step(x, f)).all()

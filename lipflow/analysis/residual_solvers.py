@@ -103,87 +103,119 @@ def certified_error_bound(block: Residual, prepared: Params, x: onp.ndarray, y: 
     return norm * (1 + 2.0**-40) / (1 - lip)
 
 
+if hasattr(onp, "vecdot"):  # numpy >= 2: a single pass, no subscript parsing
+
+    def _row_dot(a: onp.ndarray, b: onp.ndarray) -> onp.ndarray:
+        return onp.vecdot(a, b)
+
+else:  # pragma: no cover - numpy 1.26
+
+    def _row_dot(a: onp.ndarray, b: onp.ndarray) -> onp.ndarray:
+        return onp.einsum("ij,ij->i", a, b)
+
+
 def _row_norm(v: onp.ndarray) -> onp.ndarray:
-    return onp.sqrt(onp.einsum("ij,ij->i", v, v))
+    return onp.sqrt(_row_dot(v, v))
+
+
+_RHO2_MIN = 1 / onp.finfo(onp.float64).max
 
 
 class _AndersonHistory:
     """Type-II Anderson acceleration (mixing 1) for a batch of samples, restarted every
-    ``memory`` steps, with the least-squares problem kept in QR form.
+    ``memory`` steps, with the least-squares problem kept in (unnormalised) QR form.
 
     Anderson's step is x + f - dG gamma with gamma = argmin ||f - dF gamma|| over the stored
-    differences dF_j = f_{j+1} - f_j, dG_j = dX_j + dF_j. With dF = Q R (orthonormal columns
-    Q), gamma = R^-1 Q^T f, so the step is x + f - H (Q^T f) with H = dG R^-1. A new difference
-    v (and its w = dX + v) is appended by one Gram-Schmidt step: r = Q^T v, q = (v - Q r) /
-    rho, h = (w - H r) / rho with rho = ||v - Q r||; a difference nearly dependent on the stored
-    ones (rho <= 1e-8 ||v||, which would make R ill-conditioned and H huge) is skipped. Q and H
-    live side by side in one (n, m, 2d) buffer, so a step is two batched products ([r, c] =
-    Q^T [v, f], then [r, c]^T [Q, H]; the new column's share of H c is one elementwise term) and
-    a few elementwise passes whatever ``memory`` is: no k x k solve. The history restarts (is
-    emptied) after min(``memory``, d) steps, which keeps Q orthogonal enough without
+    differences dF_j = f_{j+1} - f_j, dG_j = dX_j + dF_j (the differences of G(x) = x + f). With
+    dF = Q R (orthonormal columns Q), gamma = R^-1 Q^T f, so the step is G - H (Q^T f) with
+    H = dG R^-1. The columns are kept unnormalised, u_j = rho_j q_j and h_j = rho_j H_j, with
+    weights s_j = 1 / rho_j^2, so Q Q^T = U diag(s) U^T and H Q^T = H' diag(s) U^T. A new
+    difference v (with w = dG) is appended by one Gram-Schmidt step: with a = -s * U^T v and
+    b = -s * U^T f, u = v + U a, rho^2 = ||u||^2, beta = u.f / rho^2, h = w + H' a, and the step
+    is G + H' b - beta h = G + [H', w] ([b, 0] - beta [a, 1]). A difference nearly dependent on
+    the stored ones (rho <= 1e-8 ||v||, which would make R ill-conditioned and H huge), or one
+    too small for 1 / rho^2 to be finite (rho below ~1e-154), gets weight 0, which removes it.
+    U and H' are column-major buffers (slot j holds column j of every sample) and v, w are
+    written into the new column's slots, so a step is three batched products ([U^T v, v.v;
+    U^T f, v.f] from [v; f] and U; u from U; [h, H' b - beta h] from H') and a few elementwise
+    passes over contiguous rows: no row scaling and no k x k solve. The history restarts (is
+    emptied) after min(``memory``, d) steps, which keeps U orthogonal enough without
     reorthogonalisation.
     """
 
     def __init__(self, n: int, d: int, memory: int) -> None:
         self.memory = min(memory, d)  # at most d independent differences
-        self.d = d
-        self.qh = onp.zeros((n, self.memory, 2 * d))  # [..., :d] = Q rows, [..., d:] = H rows
-        self.x_prev: onp.ndarray | None = None
+        # u_j in slot j of ``u`` (the last slot holds the current f), h_j in slot j of ``h``;
+        # left uninitialised: a slot is written before it is read
+        self.u = onp.empty((self.memory + 1, n, d))
+        self.h = onp.empty((self.memory, n, d))
+        self.weight = onp.zeros((n, self.memory))  # -s_j = -1 / rho_j^2, 0 for a skipped column
         self.f_prev: onp.ndarray | None = None
+        self.g_prev: onp.ndarray | None = None  # G(x) = x + f of the previous iterate
         self.count = 0  # columns since the last restart
         self.rows = onp.arange(n)  # buffer row of each active sample
 
     def keep(self, mask: onp.ndarray) -> None:
         """Drop the samples that stopped (rows where ``mask`` is False). The buffers are
         compacted only once a quarter of their rows are dead; until then dead rows keep their
-        last x and f (zero differences, skipped) and their results are discarded."""
+        last f and G (zero differences, skipped) and their results are discarded. Compaction
+        moves the used columns within the buffers, one column at a time, rather than copying
+        whole buffers."""
         self.rows = self.rows[mask]
-        if 4 * self.rows.size < 3 * self.qh.shape[0]:
-            rows = self.rows
-            self.qh = self.qh[rows]
-            if self.x_prev is not None:
-                self.x_prev, self.f_prev = self.x_prev[rows], self.f_prev[rows]
-            self.rows = onp.arange(rows.size)
+        if 4 * self.rows.size < 3 * self.u.shape[1]:
+            rows, size = self.rows, self.rows.size
+            for j in range(self.count):  # later slots are written before they are read
+                self.u[j, :size] = self.u[j, rows]
+                self.h[j, :size] = self.h[j, rows]
+            self.u, self.h, self.weight = self.u[:, :size], self.h[:, :size], self.weight[rows]
+            if self.f_prev is not None:
+                self.f_prev, self.g_prev = self.f_prev[rows], self.g_prev[rows]
+            self.rows = onp.arange(size)
 
-    def step(self, x: onp.ndarray, f: onp.ndarray) -> onp.ndarray:
-        """The next iterate from the current x and f = G(x) - x of every active sample."""
-        if self.x_prev is not None and self.rows.size < self.x_prev.shape[0]:  # dead rows: stale
-            x_all, f_all = self.x_prev.copy(), self.f_prev.copy()
-            x_all[self.rows], f_all[self.rows] = x, f
-            return self._step(x_all, f_all)[self.rows]
-        return self._step(x, f)
+    def step(self, x: onp.ndarray, f: onp.ndarray, g_x: onp.ndarray | None = None) -> onp.ndarray:
+        """The next iterate from the current x, f = G(x) - x and (when at hand) G(x) of every
+        active sample. Neither ``f`` nor ``g_x`` may be modified afterwards (they are kept)."""
+        if g_x is None:
+            g_x = x + f
+        if self.f_prev is not None and self.rows.size < self.f_prev.shape[0]:  # dead rows: stale
+            f_all, g_all = self.f_prev.copy(), self.g_prev.copy()
+            f_all[self.rows], g_all[self.rows] = f, g_x
+            return self._step(f_all, g_all)[self.rows]
+        return self._step(f, g_x)
 
-    def _step(self, x: onp.ndarray, f: onp.ndarray) -> onp.ndarray:
-        if self.x_prev is None:
-            self.x_prev, self.f_prev = x, f
-            return x + f
-        d = self.d
-        vw = onp.empty((x.shape[0], 2 * d))  # [v, w]
-        v, w = vw[:, :d], vw[:, d:]
-        onp.subtract(f, self.f_prev, out=v)
-        onp.subtract(x, self.x_prev, out=w)
-        w += v
-        self.x_prev, self.f_prev = x, f
-        if self.count == self.memory:
+    def _step(self, f: onp.ndarray, g_x: onp.ndarray) -> onp.ndarray:
+        if self.f_prev is None:
+            self.f_prev, self.g_prev = f, g_x
+            return g_x.copy()
+        memory = self.memory
+        if self.count == memory:
             self.count = 0
         k = self.count
-        size = onp.einsum("ij,ij->i", v, v)
-        result = x + f
+        u, h = self.u[: k + 1].transpose(1, 0, 2), self.h[: k + 1].transpose(1, 0, 2)  # (n, k+1, d)
+        onp.subtract(f, self.f_prev, out=self.u[k])  # v
+        self.u[memory] = f
+        onp.subtract(g_x, self.g_prev, out=self.h[k])  # w = dX + dF
+        self.f_prev, self.g_prev = f, g_x
+        # [U^T v, v.v; U^T f, v.f]: rows k and ``memory`` of the u buffer are v and f
+        coef = self.u[k : memory + 1 : memory - k].transpose(1, 0, 2) @ u.transpose(0, 2, 1)
+        size = coef[:, 0, k].copy()  # ||v||^2
+        coef *= self.weight[:, None, : k + 1]  # [a; b] = -s * [U^T v; U^T f]
+        coef[:, 0, k] = 1.0
+        coef[:, 1, k] = 0.0
+        new = self.u[k]
         if k:
-            stored = self.qh[:, :k]
-            rc = stored[:, :, :d] @ onp.stack((v, f), axis=2)  # (n, k, 2): r = Q^T v, c = Q^T f
-            both = rc.transpose(0, 2, 1) @ stored  # (n, 2, 2d): [r^T Q, r^T H], [c^T Q, c^T H]
-            vw -= both[:, 0]  # v - Q r, w - H r
-            result -= both[:, 1, d:]  # the stored columns' share of H (Q^T f)
-        rho2 = onp.einsum("ij,ij->i", v, v)
-        fresh = rho2 > 1e-16 * size  # rho > 1e-8 ||v||: R stays well conditioned
-        scale = onp.where(fresh, 1.0 / onp.sqrt(onp.where(fresh, rho2, 1.0)), 0.0)
-        new = self.qh[:, k]
-        onp.multiply(vw, scale[:, None], out=new)  # [q, h] of the new column
-        c_new = onp.einsum("ij,ij->i", new[:, :d], f)
-        result -= c_new[:, None] * new[:, d:]
+            new += (coef[:, :1, :k] @ u[:, :k])[:, 0]  # u = v + U a
+        rho2 = _row_dot(new, new)
+        # rho > 1e-8 ||v|| keeps R well conditioned; rho^2 >= 1 / DBL_MAX keeps 1 / rho^2 finite
+        fresh = rho2 > onp.maximum(1e-16 * size, _RHO2_MIN)
+        weight = onp.divide(-1.0, rho2, out=onp.zeros_like(rho2), where=fresh)  # -1 / rho^2
+        self.weight[:, k] = weight
+        weight *= _row_dot(new, f)  # -beta
+        coef[:, 1] += weight[:, None] * coef[:, 0]  # [b, 0] - beta [a, 1]
+        both = coef @ h  # (n, 2, d): h_new and H' b - beta h_new
+        self.h[k] = both[:, 0]
         self.count = k + 1
-        return result
+        return g_x + both[:, 1]
 
 
 def solve_residual_inverse(
@@ -220,17 +252,15 @@ def solve_residual_inverse(
     n = y.shape[0]
     x = y.copy()
     iterations = onp.zeros(n, dtype=int)
-    evaluations = onp.zeros(n, dtype=int)
     certificates = onp.zeros(n, dtype=int)
     bound = onp.full(n, onp.inf)
     relative = onp.full(n, onp.inf)
-    active = onp.arange(n)
+    # the active samples' rows, iterates and targets, kept together and re-indexed only when
+    # the active set changes; x holds the final iterate of every sample that left it
+    active, xa, ya = onp.arange(n), y.copy(), y
+    sweeps = 0  # evaluations of g over the active set so far
+    joined = onp.zeros(n, dtype=int)  # sweeps when each sample (re)joined the active set
     history = _AndersonHistory(n, y.shape[1], int(memory)) if method == "anderson" else None
-
-    def g(rows: onp.ndarray, points: onp.ndarray) -> onp.ndarray:
-        evaluations[rows] += 1
-        return block.g(prepared64, points, ctx)
-
     pending = onp.zeros(0, dtype=int)  # ready by the float64 estimate, awaiting a certificate
 
     def certify(rows: onp.ndarray) -> onp.ndarray:
@@ -247,30 +277,37 @@ def solve_residual_inverse(
         if active.size == 0 and pending.size == 0:
             break
         if active.size:
-            xa, ya = x[active], y[active]
-            f = ya - g(active, xa) - xa  # f = G(x) - x = -r(x)
-            iterations[active] += 1
+            g_x = ya - block.g(prepared64, xa, ctx)  # G(x) = y - g(x), the fixed-point map
+            f = g_x - xa  # f = G(x) - x = -r(x)
+            sweeps += 1
             estimate = _row_norm(f) / (1 - lip)
             x_norm = _row_norm(xa)
             # a sample whose float64 residual says it is there stops iterating and waits for
             # the double-double certificate, which runs for a quarter of the samples at once
             ready = estimate <= 0.5 * rtol * onp.maximum(x_norm - estimate, 0)
             if onp.any(ready):
-                pending = onp.concatenate([pending, active[ready]])
+                done = active[ready]
+                x[done] = xa[ready]
+                iterations[done] += sweeps - joined[done]
+                pending = onp.concatenate([pending, done])
                 keep = ~ready
-                active, xa, f = active[keep], xa[keep], f[keep]
+                active, xa, ya, f, g_x = active[keep], xa[keep], ya[keep], f[keep], g_x[keep]
                 if history is not None:
                     history.keep(keep)
             if active.size:
-                x[active] = xa + f if history is None else history.step(xa, f)
+                xa = g_x if history is None else history.step(xa, f, g_x)
         if pending.size and 4 * pending.size >= pending.size + active.size:
             failed = certify(pending)
             pending = onp.zeros(0, dtype=int)
             if failed.size:  # rare: the float64 estimate was too optimistic; iterate on
+                joined[failed] = sweeps
                 active = onp.concatenate([active, failed])
+                xa, ya = onp.concatenate([xa, x[failed]]), onp.concatenate([ya, y[failed]])
                 if history is not None:
                     history = _AndersonHistory(active.size, y.shape[1], int(memory))
 
+    x[active] = xa
+    iterations[active] += sweeps - joined[active]
     remaining = onp.concatenate([active, pending])
     if remaining.size:
         certify(remaining)
@@ -280,7 +317,7 @@ def solve_residual_inverse(
         error_bound=bound,
         relative_bound=relative,
         iterations=iterations,
-        g_evaluations=evaluations,
+        g_evaluations=iterations.copy(),  # one float64 evaluation of g per iteration
         certificates=certificates,
         lipschitz_g=lip,
     )
