@@ -101,6 +101,11 @@ def fixed_allocator(mmap_threshold: int = 64 << 20, trim_threshold: int = 256 <<
             f"{trim_threshold >> 20} MiB), so page faults do not depend on the run's history")
 
 
+#: set when this module is imported, so that every benchmark (and both sides of each ratio)
+#: runs under the same allocator settings from its first allocation on
+ALLOCATOR = fixed_allocator()
+
+
 def command() -> str:
     """The exact command that ran this process."""
     return shlex.join([Path(sys.executable).name, *sys.argv])
@@ -117,6 +122,8 @@ def header(description: str, timing: str = "CPU time of this process") -> None:
     print(f"machine: {m['cpu']}, {m['cores_usable']}/{m['cores']} cores, python {m['python']}, numpy {m['numpy']}, "
           f"BLAS: {blas}")
     print(f"command: {command()}")
+    if ALLOCATOR:
+        print(ALLOCATOR)
     print(f"timings: {timing}, best of >= 5 repeats; ratios measured side by side in one run")
 
 

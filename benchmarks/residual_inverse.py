@@ -34,11 +34,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import Target, best_cpu, fixed_allocator, header, per_element, print_targets  # noqa: E402
-
-# the Anderson history's buffers are megabytes: fix the allocator so that their page faults
-# (and the iterations' at --points 1000) do not depend on what the process freed before
-ALLOCATOR = fixed_allocator()
+from _harness import Target, best_cpu, header, per_element, print_targets  # noqa: E402
 
 import lipflow  # noqa: E402
 from lipflow.analysis import residual_solvers  # noqa: E402
@@ -188,8 +184,6 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     header("residual-block inverse: Anderson acceleration vs fixed-point iteration, same certified stop")
-    if ALLOCATOR:
-        print(ALLOCATOR)
     print_targets(measure(args.points, args.repeats))
 
 

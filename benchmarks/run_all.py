@@ -24,9 +24,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import command, fixed_allocator, machine, write_json  # noqa: E402
-
-ALLOCATOR = fixed_allocator()  # every benchmark of the run, not only those after the first to set it
+from _harness import ALLOCATOR, command, machine, write_json  # noqa: E402
 
 #: short name -> benchmark module (each has ``targets(quick) -> list[Target]``)
 BENCHMARKS = {
