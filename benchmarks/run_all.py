@@ -26,6 +26,11 @@ from pathlib import Path  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import ALLOCATOR, command, machine, write_json  # noqa: E402
 
+from lipflow.precision.accel import INSTALL_HINT, numba_available  # noqa: E402
+
+#: the dd/td and strict kernels this run uses (the strict and ground-truth targets need numba)
+KERNELS = "numba" if numba_available() else "numpy"
+
 #: short name -> benchmark module (each has ``targets(quick) -> list[Target]``)
 BENCHMARKS = {
     "strict": "strict_lowp",
@@ -96,6 +101,7 @@ def main() -> None:
         "machine": machine(),
         "command": command(),
         "allocator": ALLOCATOR or "default",
+        "kernels": KERNELS,
         "quick": args.quick,
         "rounds": 2,
         "unstable_if_rounds_differ_by_more_than": UNSTABLE_FACTOR,
@@ -113,6 +119,9 @@ def main() -> None:
         print(f"{e['name']:<{width}}  {shown:>8}  {limit:>8}  {e['status']}  (rounds {rounds_text})")
     for name, why in skipped.items():
         print(f"{name}: skipped, {why}")
+    if KERNELS == "numpy":
+        print(f"kernels: NumPy (numba is not installed); the strict and ground-truth targets are set for the "
+              f"compiled kernels: {INSTALL_HINT}")
     print(f"wrote {args.out} ({payload['wall_seconds']} s)")
 
 
