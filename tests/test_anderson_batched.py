@@ -106,7 +106,7 @@ def test_history_never_reads_a_slot_before_writing_it() -> None:
         x, f = rng.standard_normal((n, dim)), rng.standard_normal((n, dim))
         xs.append(x)
         fs.append(f)
-        np.testing.assert_allclose(history.step(x, f), _reference_step(xs, fs, memory), rtol=1e-7, atol=1e-9)
+        np.testing.assert_allclose(history.step(x, f), _reference_step(xs, fs, memory), rtol=1e-10, atol=1e-12)
     keep = np.array([True, False, True, False, True, True])
     history.keep(keep)  # 4 of 6 rows left: compacted
     xs, fs = [x[keep] for x in xs], [f[keep] for f in fs]
@@ -114,7 +114,7 @@ def test_history_never_reads_a_slot_before_writing_it() -> None:
         x, f = rng.standard_normal((int(keep.sum()), dim)), rng.standard_normal((int(keep.sum()), dim))
         xs.append(x)
         fs.append(f)
-        np.testing.assert_allclose(history.step(x, f), _reference_step(xs, fs, memory), rtol=1e-7, atol=1e-9)
+        np.testing.assert_allclose(history.step(x, f), _reference_step(xs, fs, memory), rtol=1e-10, atol=1e-12)
 
 
 def test_tiny_scale_differences_stay_finite() -> None:
