@@ -35,18 +35,16 @@ VARIANTS = ("none", "fd", "fd-batched", "fd-batched-quarter", "fd-quarter-batch"
 
 def main() -> None:
     args = parse(sys.argv[1:])
-    gpu = args.device.startswith("cuda") or (args.device == "auto" and _cuda_available())
+    from lipflow.errors import LipflowError
+    from lipflow.interop.torch import resolve_device
+
+    try:
+        gpu = resolve_device(args.device).type == "cuda"
+    except LipflowError as error:
+        sys.exit(f"torch_fd_overhead.py: error: {error}")
     header("FD regulariser overhead: one training step of a Glow-like classifier, per variant",
            timing="synchronised wall time on the GPU" if gpu else "CPU time of this process")
     print_targets(measure(args))
-
-
-def _cuda_available() -> bool:
-    try:
-        import torch
-    except ImportError:
-        return False
-    return torch.cuda.is_available()
 
 
 def targets(quick: bool = False) -> list[Target]:

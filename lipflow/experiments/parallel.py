@@ -21,20 +21,15 @@ from typing import Any
 
 from lipflow.errors import LipflowError
 
-__all__ = ["available_cores", "default_jobs", "run_models"]
-
-
-def available_cores() -> int:
-    """The cores this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+__all__ = ["default_jobs", "run_models"]
 
 
 def default_jobs(models: Sequence[str], small: bool) -> int:
     """One process per model, at most one per available core; one for a ``small`` run (of
     seconds: a worker's start-up would cost more than it saves)."""
-    return 1 if small else max(1, min(len(models), available_cores()))
+    from lipflow.sweep.runner import default_workers  # the cores this process may use
+
+    return 1 if small else max(1, min(len(models), default_workers()))
 
 
 def _worker_setup(threads: int, parent: int) -> None:
