@@ -174,6 +174,8 @@ def _round_to_odd32(x):
 
 # ---- elementwise: one binary32 operation, one rounding -----------------------------------------
 # Plain functions, compiled into NumPy ufuncs on first use (each one cached on disk by numba).
+# Written out once per format on purpose: numba's disk cache never matches closures built by a
+# factory (each run would compile them again and add new cache files).
 
 
 def add_f16(a, b):
